@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -509,19 +510,55 @@ func infoFromProto(vi *onnxpb.ValueInfoProto) (TensorInfo, bool) {
 // SetTensorType records what a probe run measured of a tensor: its element
 // type, its shape with -1 for the dimensions that vary with the inputs'
 // dynamic dimensions, and the concrete shape seen (sample), which sizes the
-// tensor in cut tables. A type the model already declares is kept (only the
-// sample is recorded); otherwise a value_info entry is added. It must not
-// be called while other goroutines use the model.
+// tensor in cut tables. A declared type that agrees with the measurement is
+// kept (with its symbolic dimension names); a missing one, or one the
+// measurement contradicts (some exporters write wrong value_info), is
+// replaced. Graph inputs and outputs are never changed. It must not be called
+// while other goroutines use the model.
 func (m *Model) SetTensorType(name string, d tensor.DType, shape, sample tensor.Shape) {
 	m.sample[name] = sample.Clone()
-	if vi, ok := m.info[name]; ok {
-		if _, known := infoFromProto(vi); known {
+	old, declared := m.info[name]
+	if declared {
+		if ti, known := infoFromProto(old); known && ti.DType == d && fits(sample, ti.Shape) {
+			return
+		}
+		if m.isInputOrOutput(name) {
 			return
 		}
 	}
 	vi := valueInfo(name, d, shape, nil)
 	m.info[name] = vi
-	m.proto.Graph.ValueInfo = append(m.proto.Graph.ValueInfo, vi)
+	g := m.proto.Graph
+	for i, v := range g.ValueInfo {
+		if v == old {
+			g.ValueInfo[i] = vi
+			return
+		}
+	}
+	g.ValueInfo = append(g.ValueInfo, vi)
+}
+
+func (m *Model) isInputOrOutput(name string) bool {
+	for _, vi := range m.proto.GetGraph().GetInput() {
+		if vi.GetName() == name {
+			return true
+		}
+	}
+	return slices.Contains(m.outs, name)
+}
+
+// fits reports whether a concrete shape matches a declared one, whose
+// negative dimensions match any size.
+func fits(got, want tensor.Shape) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if want[i] >= 0 && got[i] != want[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // UntypedTensors returns the tensors that flow between compute nodes (or
@@ -540,26 +577,51 @@ func (m *Model) UntypedTensors() []string {
 	return out
 }
 
-// WithOutputs returns the bytes of a copy of the model whose graph outputs
-// are the original ones followed by the named tensors, untyped so that the
-// runtime infers them. It is how a probe run exposes intermediate tensors.
-func (m *Model) WithOutputs(names []string) ([]byte, error) {
-	g := shallowGraph(m.proto.GetGraph())
-	g.Node = m.proto.GetGraph().GetNode()
-	g.Initializer = m.proto.GetGraph().GetInitializer()
-	g.SparseInitializer = m.proto.GetGraph().GetSparseInitializer()
-	g.Input = m.proto.GetGraph().GetInput()
-	g.ValueInfo = m.proto.GetGraph().GetValueInfo()
-	g.QuantizationAnnotation = m.proto.GetGraph().GetQuantizationAnnotation()
-	g.Output = append([]*onnxpb.ValueInfoProto(nil), m.proto.GetGraph().GetOutput()...)
-	have := map[string]bool{}
-	for _, o := range m.outs {
-		have[o] = true
+// ProbePrefix starts the names of the outputs ProbeModel adds: output
+// ProbePrefix+t is tensor t with a leading dimension of 1.
+const ProbePrefix = "tracr.probe/"
+
+// ProbeModel returns the bytes of a copy of the model that also outputs the
+// named tensors, each through an Unsqueeze on axis 0 as output ProbePrefix+t
+// and left untyped so that the runtime infers it. The extra axis guarantees
+// rank >= 1 (a scalar comes back as [1]), which keeps runtimes that cannot
+// return scalars of unknown rank working; callers drop the leading 1. It is
+// how a probe run measures intermediate tensors.
+func (m *Model) ProbeModel(names []string) ([]byte, error) {
+	src := m.proto.GetGraph()
+	g := shallowGraph(src)
+	g.Node = append([]*onnxpb.NodeProto(nil), src.GetNode()...)
+	g.Initializer = src.GetInitializer()
+	g.SparseInitializer = src.GetSparseInitializer()
+	g.Input = src.GetInput()
+	g.QuantizationAnnotation = src.GetQuantizationAnnotation()
+	g.Output = src.GetOutput()
+	probed := map[string]bool{}
+	axes := ProbePrefix + "axes"
+	attrAxes := m.opset("") < 13
+	if !attrAxes {
+		g.Initializer = append(append([]*onnxpb.TensorProto(nil), g.Initializer...), &onnxpb.TensorProto{
+			Name: proto.String(axes), Dims: []int64{1}, DataType: proto.Int32(int32(tensor.Int64)), Int64Data: []int64{0}})
 	}
 	for _, n := range names {
-		if !have[n] {
-			have[n] = true
-			g.Output = append(g.Output, &onnxpb.ValueInfoProto{Name: proto.String(n)})
+		if probed[n] {
+			continue
+		}
+		probed[n] = true
+		node := &onnxpb.NodeProto{Name: proto.String(ProbePrefix + n), OpType: proto.String("Unsqueeze"), Input: []string{n}, Output: []string{ProbePrefix + n}}
+		if attrAxes {
+			node.Attribute = []*onnxpb.AttributeProto{{Name: proto.String("axes"), Type: onnxpb.AttributeProto_INTS.Enum(), Ints: []int64{0}}}
+		} else {
+			node.Input = append(node.Input, axes)
+		}
+		g.Node = append(g.Node, node)
+		g.Output = append(g.Output, &onnxpb.ValueInfoProto{Name: proto.String(ProbePrefix + n)})
+	}
+	// The runtime must infer the probed tensors afresh: a wrong value_info
+	// entry would make it allocate the wrong shape.
+	for _, vi := range src.GetValueInfo() {
+		if !probed[vi.GetName()] {
+			g.ValueInfo = append(g.ValueInfo, vi)
 		}
 	}
 	b, err := proto.Marshal(shallowModel(m.proto, g))
@@ -567,6 +629,17 @@ func (m *Model) WithOutputs(names []string) ([]byte, error) {
 		return nil, fmt.Errorf("serialise probe model: %w", err)
 	}
 	return b, nil
+}
+
+// opset returns the version the model imports for a domain ("" is ONNX's
+// default domain), or 0.
+func (m *Model) opset(domain string) int64 {
+	for _, o := range m.proto.GetOpsetImport() {
+		if o.GetDomain() == domain || (domain == "" && o.GetDomain() == "ai.onnx") {
+			return o.GetVersion()
+		}
+	}
+	return 0
 }
 
 // shallowModel copies the model's top-level fields (unknown ones included:

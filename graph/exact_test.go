@@ -1,0 +1,179 @@
+package graph_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"tracr/engine"
+	"tracr/graph"
+	"tracr/tensor"
+)
+
+// requireORT skips when the ONNX Runtime library is absent (make setup
+// fetches it; CI always has it).
+func requireORT(t testing.TB) {
+	t.Helper()
+	if _, err := engine.LibraryPath(); err != nil {
+		t.Skip(err)
+	}
+	if err := engine.Init(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inputsFor returns two input sets for a model: the one the check runs on,
+// and one whose dynamic dimensions differ (nil for static models), used to
+// tell dynamic dimensions of probed tensors apart.
+func inputsFor(t testing.TB, m *graph.Model, name string) (in, alt []tensor.Tensor) {
+	t.Helper()
+	build := func(batch int64) []tensor.Tensor {
+		fixed := map[string]tensor.Tensor{}
+		if name == "silero_vad_v5.onnx" {
+			// Audio chunks of 512 samples at 16 kHz, the model's contract.
+			audio, err := tensor.Random("input", tensor.Float32, tensor.Shape{batch, 512}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fixed["input"] = audio
+			state, _ := tensor.Random("state", tensor.Float32, tensor.Shape{2, batch, 128}, 2)
+			fixed["state"] = state
+			fixed["sr"] = tensor.Tensor{DType: tensor.Int64, Shape: tensor.Shape{}, Data: tensor.BytesOf([]int64{16000})}
+		}
+		ts, err := engine.SampleInputs(m, 42, fixed, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	in = build(1)
+	for _, name := range m.Inputs() {
+		if ti, _ := m.Tensor(name); !ti.Shape.Static() {
+			return in, build(2)
+		}
+	}
+	return in, nil
+}
+
+// exactOptions runs ONNX Runtime on one CPU thread with graph optimisations
+// off. With them on, x86 layout transforms (NCHWc) rewrite conv/pool chains
+// differently when a cut falls inside the chain, which moves sums by about an
+// ulp: a property of the optimiser, not of the cut.
+var exactOptions = engine.Options{Threads: 1, NoOptimize: true}
+
+// checkEveryCut splits the model at every cut and asserts that head -> tail
+// returns exactly the full model's outputs, bit for bit (ORT CPU, one
+// thread, optimisations off). It returns the number of cuts checked.
+func checkEveryCut(t *testing.T, m *graph.Model, name string) int {
+	t.Helper()
+	ctx := context.Background()
+	in, alt := inputsFor(t, m, name)
+	if err := engine.InferTypes(ctx, m, in, alt); err != nil {
+		t.Fatal(err)
+	}
+	full, err := m.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := exactOptions
+	s, err := engine.NewSession(full, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want, err := s.Run(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cuts := graph.Cuts(m)
+	for _, c := range cuts {
+		split, err := graph.Partition(m, graph.Prefix(c.ID))
+		if err != nil {
+			t.Fatalf("cut %d: %v", c.ID, err)
+		}
+		h, err := engine.OpenSplit(split, opts)
+		if err != nil {
+			t.Fatalf("cut %d: %v", c.ID, err)
+		}
+		got, err := h.Run(ctx, in)
+		h.Close()
+		if err != nil {
+			t.Fatalf("cut %d: %v", c.ID, err)
+		}
+		same, diff, err := engine.Difference(want, got)
+		if err != nil {
+			t.Fatalf("cut %d: %v", c.ID, err)
+		}
+		if !same {
+			t.Errorf("cut %d (crossing %v): head->tail differs from the full model, max abs diff %g", c.ID, c.Names(), diff)
+		}
+	}
+	return len(cuts)
+}
+
+func TestEveryCutExactBuiltGraphs(t *testing.T) {
+	requireORT(t)
+	for _, tm := range testModels {
+		t.Run(tm.name, func(t *testing.T) {
+			n := checkEveryCut(t, tm.build(t), tm.name)
+			if !t.Failed() {
+				t.Logf("%s: %d cuts bit-identical", tm.name, n)
+			}
+		})
+	}
+}
+
+func TestEveryCutExactSharedModels(t *testing.T) {
+	requireORT(t)
+	for _, path := range sharedModels(t) {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			m, err := graph.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := checkEveryCut(t, m, name)
+			if !t.Failed() {
+				t.Logf("%s: %d cuts bit-identical", name, n)
+			}
+		})
+	}
+}
+
+func TestSplitNonPrefixExact(t *testing.T) {
+	requireORT(t)
+	m := branchModel(t)
+	in, _ := inputsFor(t, m, "branch")
+	ctx := context.Background()
+	if err := engine.InferTypes(ctx, m, in, nil); err != nil {
+		t.Fatal(err)
+	}
+	full, _ := m.Bytes()
+	s, err := engine.NewSession(full, exactOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want, err := s.Run(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, edge := range [][]int{{0, 2}, {1, 3}, {1}, {0, 1, 3}} {
+		split, err := graph.Partition(m, edge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := engine.OpenSplit(split, exactOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := h.Run(ctx, in)
+		h.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if same, d, _ := engine.Difference(want, got); !same {
+			t.Errorf("edge %v: differs by %g", edge, d)
+		}
+	}
+}
