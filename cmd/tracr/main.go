@@ -21,6 +21,7 @@ func commands() []*cli.Command {
 		versionCommand(),
 		cutsCommand(),
 		splitCommand(),
+		modelsCommand(),
 	}
 }
 
