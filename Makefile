@@ -16,8 +16,17 @@ build:
 test: setup
 	$(GO) test -count=1 -timeout 14m ./...
 
+# run is the main job on the built-in defaults. Until the runtime lands it
+# shows what exists end to end: the zoo, the cut table of the built-in
+# YOLOv8n (written to out/yolov8n-cuts.txt) and a verified split at a neck
+# cut where skip tensors cross.
 run: setup build
 	./bin/tracr version
+	./bin/tracr models
+	mkdir -p out
+	./bin/tracr cuts --model yolov8n > out/yolov8n-cuts.txt
+	@echo "cut table: out/yolov8n-cuts.txt"
+	./bin/tracr split --model yolov8n --cut 160 -o out/yolov8n-cut160 --verify
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -273,3 +273,52 @@ func compareSplit(ctx context.Context, full []byte, s *graph.Split, inputs []ten
 	}
 	return Difference(want, got)
 }
+
+// CutCheck is the outcome of one cut in VerifyCuts.
+type CutCheck struct {
+	Cut        int
+	Identical  bool
+	MaxAbsDiff float64
+}
+
+// VerifyCuts splits the model at every prefix cut and compares head -> tail
+// with the full model on the same inputs (which m.Inputs() must all be
+// given, typically by Prepare). It stops at the first error, not at the
+// first difference: callers decide what a difference means.
+func VerifyCuts(ctx context.Context, m *graph.Model, inputs []tensor.Tensor, opts Options) ([]CutCheck, error) {
+	full, err := m.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	fs, err := NewSession(full, opts)
+	if err != nil {
+		return nil, fmt.Errorf("full model: %w", err)
+	}
+	defer fs.Close()
+	want, err := fs.Run(ctx, inputs)
+	if err != nil {
+		return nil, fmt.Errorf("full model: %w", err)
+	}
+	var checks []CutCheck
+	for _, c := range graph.Cuts(m) {
+		s, err := graph.Partition(m, graph.Prefix(c.ID))
+		if err != nil {
+			return checks, fmt.Errorf("cut %d: %w", c.ID, err)
+		}
+		h, err := OpenSplit(s, opts)
+		if err != nil {
+			return checks, fmt.Errorf("cut %d: %w", c.ID, err)
+		}
+		got, err := h.Run(ctx, inputs)
+		h.Close()
+		if err != nil {
+			return checks, fmt.Errorf("cut %d: %w", c.ID, err)
+		}
+		same, diff, err := Difference(want, got)
+		if err != nil {
+			return checks, fmt.Errorf("cut %d: %w", c.ID, err)
+		}
+		checks = append(checks, CutCheck{Cut: c.ID, Identical: same, MaxAbsDiff: diff})
+	}
+	return checks, nil
+}

@@ -136,7 +136,7 @@ func (s *Session) match(inputs []tensor.Tensor) ([]tensor.Tensor, error) {
 		if t.DType != want.DType {
 			return nil, fmt.Errorf("input %q is %s, the model wants %s", t.Name, t.DType, want.DType)
 		}
-		if !fits(t.Shape, want.Shape) {
+		if !want.Shape.Accepts(t.Shape) {
 			return nil, fmt.Errorf("input %q has shape %s, the model wants %s", t.Name, t.Shape, want.Shape)
 		}
 		if err := t.Validate(); err != nil {
@@ -154,20 +154,6 @@ func (s *Session) match(inputs []tensor.Tensor) ([]tensor.Tensor, error) {
 		return nil, fmt.Errorf("missing input %s", strings.Join(missing, ", "))
 	}
 	return ordered, nil
-}
-
-// fits reports whether a static shape matches a model shape, whose negative
-// dimensions match any size.
-func fits(got, want tensor.Shape) bool {
-	if len(got) != len(want) {
-		return false
-	}
-	for i := range got {
-		if want[i] >= 0 && got[i] != want[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // preallocate returns an output value backed by Go memory for an output whose

@@ -519,7 +519,7 @@ func (m *Model) SetTensorType(name string, d tensor.DType, shape, sample tensor.
 	m.sample[name] = sample.Clone()
 	old, declared := m.info[name]
 	if declared {
-		if ti, known := infoFromProto(old); known && ti.DType == d && fits(sample, ti.Shape) {
+		if ti, known := infoFromProto(old); known && ti.DType == d && ti.Shape.Accepts(sample) {
 			return
 		}
 		if m.isInputOrOutput(name) {
@@ -545,20 +545,6 @@ func (m *Model) isInputOrOutput(name string) bool {
 		}
 	}
 	return slices.Contains(m.outs, name)
-}
-
-// fits reports whether a concrete shape matches a declared one, whose
-// negative dimensions match any size.
-func fits(got, want tensor.Shape) bool {
-	if len(got) != len(want) {
-		return false
-	}
-	for i := range got {
-		if want[i] >= 0 && got[i] != want[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // UntypedTensors returns the tensors that flow between compute nodes (or

@@ -120,6 +120,20 @@ func (s Shape) Equal(o Shape) bool {
 	return true
 }
 
+// Accepts reports whether a concrete shape fits s, a declared shape whose
+// negative dimensions match any size.
+func (s Shape) Accepts(concrete Shape) bool {
+	if len(s) != len(concrete) {
+		return false
+	}
+	for i := range s {
+		if s[i] >= 0 && s[i] != concrete[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // Clone returns a copy of s that shares no memory with it.
 func (s Shape) Clone() Shape { return append(Shape(nil), s...) }
 

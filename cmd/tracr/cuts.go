@@ -18,7 +18,7 @@ func cutsCommand() *cli.Command {
 		Usage:     "list every cut of a model with the tensors that cross it",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "ONNX file", Required: true},
+			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "zoo name (see tracr models) or ONNX file", Required: true},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
 		},
 		Action: func(c *cli.Context) error {

@@ -18,7 +18,7 @@ func splitCommand() *cli.Command {
 		Usage:     "write head.onnx and tail.onnx for one cut",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "ONNX file", Required: true},
+			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "zoo name (see tracr models) or ONNX file", Required: true},
 			&cli.IntFlag{Name: "cut", Aliases: []string{"k"}, Usage: "cut ID (see tracr cuts)", Required: true},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output folder (created if missing)", Required: true},
 			&cli.BoolFlag{Name: "verify", Usage: "run the full model and head->tail on a seeded random input and compare"},
