@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 
 	"google.golang.org/protobuf/proto"
 
@@ -713,15 +712,4 @@ func (h *intHeap) pop() int {
 		i = s
 	}
 	return top
-}
-
-// sortedKeys returns a map's keys in order; used where output must be
-// deterministic.
-func sortedKeys(set map[string]bool) []string {
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
