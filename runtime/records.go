@@ -1,0 +1,209 @@
+package runtime
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	"tracr/graph"
+)
+
+// Record is one request's measurements: a row of the run's CSV.
+type Record struct {
+	ID    int
+	Input string
+	// Plan is "cut", "edge-only", "server-only (raw)", ...; Cut its cut ID.
+	Plan  string
+	Cut   int
+	Codec string
+	// Pre is pre-processing, Edge the head's compute, Encode the codec.
+	Pre, Edge, Encode time.Duration
+	BytesUp           int64
+	// Up is the request's time on the wire and in the server's queue:
+	// round trip minus the server's own measured time.
+	Up time.Duration
+	// Server is the tail's compute and Post the server's post-processing,
+	// both measured on the server.
+	Server, Post time.Duration
+	BytesDown    int64
+	Down         time.Duration
+	Total        time.Duration
+	Predicted    time.Duration
+	// Bandwidth is the uplink estimate when the request was planned, in
+	// bits per second (0 = none).
+	Bandwidth float64
+	// Fallback marks a request run edge-only because the server was lost.
+	Fallback bool
+	Result   string
+	// Error is set when the input could not be processed (for example an
+	// unreadable image); such a row has no timings.
+	Error string
+}
+
+// RecordColumns is the CSV header. Times are milliseconds, sizes bytes,
+// bandwidth Mbit/s.
+var RecordColumns = []string{"id", "input", "plan", "cut", "codec", "pre_ms", "edge_ms", "encode_ms", "bytes_up", "up_ms",
+	"server_ms", "post_ms", "bytes_down", "down_ms", "total_ms", "predicted_total_ms", "bandwidth_mbit", "fallback", "result", "error"}
+
+func ms(d time.Duration) string { return strconv.FormatFloat(d.Seconds()*1e3, 'f', 3, 64) }
+
+func (r Record) row() []string {
+	return []string{strconv.Itoa(r.ID), r.Input, r.Plan, strconv.Itoa(r.Cut), r.Codec, ms(r.Pre), ms(r.Edge), ms(r.Encode),
+		strconv.FormatInt(r.BytesUp, 10), ms(r.Up), ms(r.Server), ms(r.Post), strconv.FormatInt(r.BytesDown, 10), ms(r.Down),
+		ms(r.Total), ms(r.Predicted), strconv.FormatFloat(r.Bandwidth/1e6, 'f', 3, 64), strconv.FormatBool(r.Fallback), r.Result, r.Error}
+}
+
+// RecordWriter writes records as CSV, flushing each row so that the file is
+// valid whenever the run stops.
+type RecordWriter struct {
+	f   *os.File
+	w   *csv.Writer
+	all []Record
+}
+
+// CreateRecords creates the CSV file (failing if the folder cannot be
+// written) and writes the header.
+func CreateRecords(path string) (*RecordWriter, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("records: %w", err)
+	}
+	rw := &RecordWriter{f: f, w: csv.NewWriter(f)}
+	if err := rw.write(RecordColumns); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return rw, nil
+}
+
+func (rw *RecordWriter) write(row []string) error {
+	if err := rw.w.Write(row); err != nil {
+		return fmt.Errorf("records %s: %w", rw.f.Name(), err)
+	}
+	rw.w.Flush()
+	if err := rw.w.Error(); err != nil {
+		return fmt.Errorf("records %s: %w", rw.f.Name(), err)
+	}
+	return nil
+}
+
+// Write appends one record.
+func (rw *RecordWriter) Write(r Record) error {
+	rw.all = append(rw.all, r)
+	return rw.write(r.row())
+}
+
+// Records returns what was written so far.
+func (rw *RecordWriter) Records() []Record { return rw.all }
+
+// Close syncs and closes the file.
+func (rw *RecordWriter) Close() error {
+	rw.w.Flush()
+	serr := rw.f.Sync()
+	cerr := rw.f.Close()
+	if serr != nil {
+		return fmt.Errorf("records: %w", serr)
+	}
+	return cerr
+}
+
+// Summary condenses a run's records.
+type Summary struct {
+	Requests, Failed, Fallback int
+	MedianTotal, P90Total      time.Duration
+	MedianPredicted            time.Duration
+	// PredictionError is the median of |predicted - measured| / measured
+	// over rows that carry a prediction.
+	PredictionError float64
+	// Throughput is requests per second over the run's wall time.
+	Throughput float64
+	Wall       time.Duration
+	// Cuts counts requests per plan label.
+	Cuts map[string]int
+}
+
+// Summarize computes the summary of records over a run that took wall.
+func Summarize(records []Record, wall time.Duration) Summary {
+	s := Summary{Requests: len(records), Wall: wall, Cuts: map[string]int{}}
+	var totals, preds []time.Duration
+	var errs []float64
+	for _, r := range records {
+		if r.Error != "" {
+			s.Failed++
+			continue
+		}
+		if r.Fallback {
+			s.Fallback++
+		}
+		s.Cuts[label(r)]++
+		totals = append(totals, r.Total)
+		if r.Predicted > 0 {
+			preds = append(preds, r.Predicted)
+			if r.Total > 0 {
+				d := float64(r.Predicted-r.Total) / float64(r.Total)
+				if d < 0 {
+					d = -d
+				}
+				errs = append(errs, d)
+			}
+		}
+	}
+	s.MedianTotal, s.P90Total = quantile(totals, 0.5), quantile(totals, 0.9)
+	s.MedianPredicted = quantile(preds, 0.5)
+	if len(errs) > 0 {
+		sort.Float64s(errs)
+		s.PredictionError = errs[len(errs)/2]
+	}
+	if wall > 0 {
+		s.Throughput = float64(len(totals)) / wall.Seconds()
+	}
+	return s
+}
+
+func label(r Record) string {
+	if r.Plan == "cut" {
+		return "cut " + strconv.Itoa(r.Cut)
+	}
+	return r.Plan
+}
+
+// quantile returns the q-quantile (nearest rank) of ds, 0 for none.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+// Print writes the summary for people.
+func (s Summary) Print(w io.Writer) {
+	fmt.Fprintf(w, "%d requests (%d failed inputs, %d fell back to edge-only) in %v: %.2f req/s\n",
+		s.Requests, s.Failed, s.Fallback, s.Wall.Round(time.Millisecond), s.Throughput)
+	fmt.Fprintf(w, "latency: median %s ms, p90 %s ms; predicted median %s ms; median prediction error %.1f%%\n",
+		ms(s.MedianTotal), ms(s.P90Total), ms(s.MedianPredicted), 100*s.PredictionError)
+	var names []string
+	for n := range s.Cuts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-22s %d requests\n", n, s.Cuts[n])
+	}
+}
+
+// WriteJSON writes v as indented JSON to path atomically.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return graph.WriteFileAtomic(path, append(b, '\n'))
+}
