@@ -3,8 +3,11 @@
 
 GO ?= go
 export CGO_ENABLED := 1
+# go-nvml's C headers use deprecated declarations; its first compile would
+# print pages of warnings.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: setup build test run bench lint
+.PHONY: setup build test run bench lint fuzz
 
 # setup fetches and verifies the ONNX Runtime shared library (outside the repo).
 setup:
@@ -35,3 +38,9 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l is not empty:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# fuzz runs each transport fuzz target for 20s (the corpus it grows stays in
+# the Go build cache; checked-in seeds are in transport/testdata/fuzz).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime 20s ./transport/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInfer$$' -fuzztime 20s ./transport/

@@ -394,7 +394,8 @@ func (m *Model) Save(path string) error {
 }
 
 // WriteFileAtomic writes data to a temporary file beside path and renames it
-// into place, so readers never see a partial file.
+// into place, so readers never see a partial file. The file gets mode 0644
+// (set explicitly, so the umask does not narrow it further).
 func WriteFileAtomic(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -402,8 +403,11 @@ func WriteFileAtomic(path string, data []byte) error {
 	}
 	tmp := f.Name()
 	_, werr := f.Write(data)
+	// CreateTemp makes the file owner-only; results are meant to be shared
+	// like any other file the user creates.
+	perr := f.Chmod(0o644)
 	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
+	if err := errors.Join(werr, perr, cerr); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -22,6 +22,10 @@ func commands() []*cli.Command {
 		cutsCommand(),
 		splitCommand(),
 		modelsCommand(),
+		profileCommand(),
+		serveCommand(),
+		keysCommand(),
+		probeCommand(),
 	}
 }
 
