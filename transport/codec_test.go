@@ -548,9 +548,10 @@ func TestDecodeInferHostile(t *testing.T) {
 	if _, err := DecodeInfer(valid, lim); err != nil {
 		t.Fatalf("valid request rejected: %v", err)
 	}
-	// Offsets in valid: hash 0..31, cut 32..39, result spec 40..41,
-	// count 42..45, name length 46..49, name 50, dtype 51..54, spec 55..56,
-	// rank 57, dims 58..73, data length 74..77, data 78..93.
+	// Offsets in valid: hash 0..31, cut 32..39, result spec 40..41, post
+	// spec length 42..45 (0), count 46..49, name length 50..53, name 54,
+	// dtype 55..58, spec 59..60, rank 61, dims 62..77, data length 78..81,
+	// data 82..97.
 	set := func(b []byte, off int, v ...byte) []byte {
 		c := append([]byte(nil), b...)
 		copy(c[off:], v)
@@ -573,18 +574,19 @@ func TestDecodeInferHostile(t *testing.T) {
 		{"truncated", valid[:len(valid)-1], "tensor data: need 16 bytes, 15 left"},
 		{"trailing", append(append([]byte(nil), valid...), 0), "1 trailing bytes"},
 		{"result codec", set(valid, 40, 9), "result codec"},
-		{"count 2^32-1", set(valid, 42, 0xff, 0xff, 0xff, 0xff), "tensors, limit 64"},
-		{"count 60 in few bytes", set(valid, 42, 0, 0, 0, 60), "cannot fit"},
+		{"post spec 4 GiB", set(valid, 42, 0xff, 0xff, 0xff, 0xff), "post spec of 4294967295 bytes, over 65536"},
+		{"count 2^32-1", set(valid, 46, 0xff, 0xff, 0xff, 0xff), "tensors, limit 64"},
+		{"count 60 in few bytes", set(valid, 46, 0, 0, 0, 60), "cannot fit"},
 		{"too many tensors", many, "65 tensors, limit 64"},
-		{"name 4 GiB", set(valid, 46, 0xff, 0xff, 0xff, 0xff), "limit 256"},
-		{"rank 100", set(valid, 57, 100), "rank 100"},
-		{"dim -1", set(valid, 58, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), "dimension -1"},
+		{"name 4 GiB", set(valid, 50, 0xff, 0xff, 0xff, 0xff), "limit 256"},
+		{"rank 100", set(valid, 61, 100), "rank 100"},
+		{"dim -1", set(valid, 62, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), "dimension -1"},
 		{"dims overflow", one("x", tensor.Float32, tensor.Shape{1 << 40, 1 << 40, 1 << 40}, nil), "larger than"},
-		{"bytes disagree", set(valid, 65, 3), "needs 24 bytes, has 16"},
-		{"data length lies", set(valid, 74, 0xff, 0xff, 0xff, 0xff), "tensor data: need"},
-		{"unknown dtype", set(valid, 51, 0, 0, 0, 99), "dtype(99)"},
-		{"undefined dtype", set(valid, 51, 0, 0, 0, 0), "undefined"},
-		{"unknown codec", set(valid, 55, 9), "codec(9)"},
+		{"bytes disagree", set(valid, 69, 3), "needs 24 bytes, has 16"},
+		{"data length lies", set(valid, 78, 0xff, 0xff, 0xff, 0xff), "tensor data: need"},
+		{"unknown dtype", set(valid, 55, 0, 0, 0, 99), "dtype(99)"},
+		{"undefined dtype", set(valid, 55, 0, 0, 0, 0), "undefined"},
+		{"unknown codec", set(valid, 59, 9), "codec(9)"},
 		{"long name", one(strings.Repeat("n", 257), tensor.Uint8, tensor.Shape{1}, []byte{0}), "name of 257 bytes, limit 256"},
 		{"duplicate", func() []byte {
 			b, _ := encodeUnchecked(InferRequest{Tensors: []WireTensor{tooMany[0], tooMany[0]}})
@@ -645,6 +647,8 @@ func encodeUnchecked(r InferRequest) ([]byte, error) {
 	b := append([]byte(nil), r.ModelHash[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Cut))
 	b = append(b, byte(r.ResultSpec.Kind), byte(r.ResultSpec.Compress))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Post)))
+	b = append(b, r.Post...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Tensors)))
 	for _, t := range r.Tensors {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(t.Name)))

@@ -184,6 +184,10 @@ type InferRequest struct {
 	Cut        int
 	Tensors    []WireTensor
 	ResultSpec CodecSpec
+	// Post, when set, is a JSON zoo.PostSpec: the server post-processes the
+	// outputs and returns the result in InferResult.Post instead of the
+	// output tensors.
+	Post []byte
 }
 
 // InferResult is the server's answer to an InferRequest: the cut it ran,
@@ -197,7 +201,14 @@ type InferResult struct {
 	DecodeNanos int64
 	EncodeNanos int64
 	QueueNanos  int64
+	// PostNanos is the server's post-processing time and Post its JSON
+	// zoo.Result, when the request asked for post-processing.
+	PostNanos int64
+	Post      []byte
 }
+
+// MaxPostSpec bounds the post-processing spec a request may carry.
+const MaxPostSpec = 64 << 10
 
 // ErrMalformed marks a message payload that does not decode within its
 // limits; the wrapped error says which field.
@@ -212,6 +223,11 @@ func EncodeInfer(r InferRequest) ([]byte, error) {
 	b = append(b, r.ModelHash[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(int64(r.Cut)))
 	b = append(b, byte(r.ResultSpec.Kind), byte(r.ResultSpec.Compress))
+	if len(r.Post) > MaxPostSpec {
+		return nil, fmt.Errorf("encode infer request: post spec of %d bytes, over %d", len(r.Post), MaxPostSpec)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Post)))
+	b = append(b, r.Post...)
 	b, err := appendTensors(b, r.Tensors)
 	if err != nil {
 		return nil, fmt.Errorf("encode infer request: %w", err)
@@ -232,6 +248,7 @@ func DecodeInfer(b []byte, lim Limits) (InferRequest, error) {
 			d.fail("result codec: %v", err)
 		}
 	}
+	r.Post = d.blob(MaxPostSpec, "post spec")
 	r.Tensors = d.tensors()
 	if err := d.finish(); err != nil {
 		return InferRequest{}, fmt.Errorf("decode infer request: %w", err)
@@ -243,9 +260,11 @@ func DecodeInfer(b []byte, lim Limits) (InferRequest, error) {
 func EncodeInferResult(r InferResult) ([]byte, error) {
 	b := make([]byte, 0, 5*8+4+tensorsSize(r.Tensors))
 	b = binary.BigEndian.AppendUint64(b, uint64(int64(r.Cut)))
-	for _, v := range []int64{r.ServerNanos, r.DecodeNanos, r.EncodeNanos, r.QueueNanos} {
+	for _, v := range []int64{r.ServerNanos, r.DecodeNanos, r.EncodeNanos, r.QueueNanos, r.PostNanos} {
 		b = binary.BigEndian.AppendUint64(b, uint64(v))
 	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Post)))
+	b = append(b, r.Post...)
 	b, err := appendTensors(b, r.Tensors)
 	if err != nil {
 		return nil, fmt.Errorf("encode infer result: %w", err)
@@ -264,6 +283,8 @@ func DecodeInferResult(b []byte, lim Limits) (InferResult, error) {
 	r.DecodeNanos = d.i64("decode nanos")
 	r.EncodeNanos = d.i64("encode nanos")
 	r.QueueNanos = d.i64("queue nanos")
+	r.PostNanos = d.i64("post nanos")
+	r.Post = d.blob(int(min(lim.MaxPayload, 1<<30)), "post result")
 	r.Tensors = d.tensors()
 	if err := d.finish(); err != nil {
 		return InferResult{}, fmt.Errorf("decode infer result: %w", err)
@@ -362,6 +383,22 @@ func (d *msgDecoder) i64(what string) int64 {
 		return int64(binary.BigEndian.Uint64(s))
 	}
 	return 0
+}
+
+// blob reads a u32 length and that many bytes (nil when empty), at most max.
+func (d *msgDecoder) blob(max int, what string) []byte {
+	n := d.u32(what + " length")
+	if d.err != nil {
+		return nil
+	}
+	if int64(n) > int64(max) {
+		d.fail("%s of %d bytes, over %d", what, n, max)
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	return d.bytes(int(n), what)
 }
 
 func (d *msgDecoder) cut() int {

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"tracr/engine"
 	"tracr/graph"
 	"tracr/tensor"
+	"tracr/zoo"
 )
 
 // Handler answers the requests of a tracr session. Handle gets every frame
@@ -391,6 +393,8 @@ func (h *TailHandler) Handle(ctx context.Context, f Frame) (Frame, error) {
 		return modelStatus(true), nil
 	case MsgInfer:
 		return h.infer(ctx, f.Payload)
+	case MsgProfileReq:
+		return h.profile(ctx, f.Payload)
 	case MsgBulkUp:
 		return Frame{Type: MsgBulkAck, Payload: binary.BigEndian.AppendUint64(nil, uint64(len(f.Payload)))}, nil
 	case MsgBulkDownReq:
@@ -404,6 +408,20 @@ func (h *TailHandler) Handle(ctx context.Context, f Frame) (Frame, error) {
 		return Frame{Type: MsgBulkDown, Payload: make([]byte, n)}, nil
 	}
 	return Frame{}, fmt.Errorf("this server does not handle %s messages", f.Type)
+}
+
+// postProcess applies a request's JSON zoo.PostSpec to the outputs and
+// returns the JSON zoo.Result.
+func postProcess(spec []byte, outs []tensor.Tensor) ([]byte, error) {
+	ps, err := zoo.UnmarshalPost(spec)
+	if err != nil {
+		return nil, err
+	}
+	r, err := zoo.PostProcess(ps, outs)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(r)
 }
 
 func modelStatus(have bool) Frame {
@@ -446,8 +464,19 @@ func (h *TailHandler) infer(ctx context.Context, payload []byte) (Frame, error) 
 	}
 	run := time.Since(runStart)
 
+	res := InferResult{Cut: req.Cut}
+	if len(req.Post) > 0 {
+		// Post-process here: only the result goes back, never the raw
+		// detection tensor.
+		postStart := time.Now()
+		if res.Post, err = postProcess(req.Post, outs); err != nil {
+			return Frame{}, fmt.Errorf("cut %d: %w", req.Cut, err)
+		}
+		res.PostNanos = time.Since(postStart).Nanoseconds()
+		outs = nil
+	}
 	encodeStart := time.Now()
-	res := InferResult{Cut: req.Cut, Tensors: make([]WireTensor, len(outs))}
+	res.Tensors = make([]WireTensor, len(outs))
 	for i, t := range outs {
 		if res.Tensors[i], err = EncodeTensor(t, req.ResultSpec); err != nil {
 			return Frame{}, fmt.Errorf("cut %d: result: %w", req.Cut, err)

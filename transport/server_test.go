@@ -308,8 +308,14 @@ func TestRequestErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := c.Do(ctx, Frame{Type: MsgProfileReq}); err == nil || !strings.Contains(err.Error(), "does not handle profile-req") {
-		t.Errorf("profile request: %v; want refused", err)
+	if _, err := c.Do(ctx, Frame{Type: MsgProfileReq}); err == nil || !strings.Contains(err.Error(), "profile request: unexpected end of JSON input") {
+		t.Errorf("empty profile request: %v; want refused", err)
+	}
+	if _, err := c.Do(ctx, Frame{Type: MsgProfileReq, Payload: []byte(`{"model_hash":"0102"}`)}); err == nil || !strings.Contains(err.Error(), "is not a hex SHA-256") {
+		t.Errorf("bad hash: %v", err)
+	}
+	if _, err := c.Do(ctx, Frame{Type: MsgPong}); err == nil || !strings.Contains(err.Error(), "does not handle pong") {
+		t.Errorf("pong request: %v; want refused", err)
 	}
 }
 
