@@ -806,6 +806,17 @@ func memorySigner(comment string) (ssh.Signer, error) {
 	return ssh.NewSignerFromKey(priv)
 }
 
+// Preload puts a model into the server's cache as if an edge had uploaded
+// it, so that an emulated slow link does not pay for a one-time transfer
+// that a deployed server would already hold. It needs the default handler.
+func (l *Loopback) Preload(model []byte) error {
+	if l.owned == nil {
+		return errors.New("preload: the loopback server runs a caller's handler")
+	}
+	_, err := l.owned.models.put(model)
+	return err
+}
+
 // Dial connects a new client to the server.
 func (l *Loopback) Dial(ctx context.Context) (*Client, error) {
 	return Dial(ctx, l.Addr, l.Config)

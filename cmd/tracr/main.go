@@ -24,6 +24,7 @@ func commands() []*cli.Command {
 		modelsCommand(),
 		profileCommand(),
 		serveCommand(),
+		planCommand(),
 		keysCommand(),
 		probeCommand(),
 	}

@@ -69,6 +69,15 @@ type serverConn struct {
 	loopback  *transport.Loopback
 }
 
+// Preload gives a model straight to a loopback server started by this
+// process; nil for a remote server, which gets it over the link once.
+func (s *serverConn) Preload() func([]byte) error {
+	if s.loopback == nil {
+		return nil
+	}
+	return s.loopback.Preload
+}
+
 // Close closes the connection and stops a loopback server.
 func (s *serverConn) Close() error {
 	err := s.Client.Close()

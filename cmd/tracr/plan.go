@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"tracr/graph"
+	"tracr/planner"
+	"tracr/runtime"
+)
+
+func planCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "plan",
+		Usage:     "profile both sides, probe the link and rank every way to split the model",
+		ArgsUsage: " ",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "zoo name (see tracr models) or ONNX file", Required: true},
+			&cli.IntFlag{Name: "img-size", Usage: "input size for zoo models (0 = the model's default)"},
+			&cli.StringFlag{Name: "objective", Value: "latency", Usage: "latency or throughput"},
+			&cli.IntFlag{Name: "threads", Usage: "edge ONNX Runtime threads (0 = ONNX Runtime's default)"},
+			&cli.IntFlag{Name: "repeats", Usage: "timed runs per profile measurement (0 = default)"},
+			&cli.BoolFlag{Name: "lossy", Usage: "also consider lossy codecs (fp16, int8, JPEG)"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			&cli.BoolFlag{Name: "validate", Usage: "run the top three plans and both baselines for real; print predicted vs measured"},
+			&cli.IntFlag{Name: "validate-runs", Value: 10, Usage: "timed requests per validated plan"},
+		}, serverFlags()...),
+		Action: func(c *cli.Context) error {
+			obj, err := planner.ParseObjective(c.String("objective"))
+			if err != nil {
+				return fmt.Errorf("--objective: %w", err)
+			}
+			sc, err := connect(c.Context, c)
+			if err != nil {
+				return err
+			}
+			defer sc.Close()
+			p, err := runtime.Plan(c.Context, sc.Client, runtime.PlanOptions{
+				Model: c.String("model"), ImgSize: c.Int("img-size"), EdgeThreads: c.Int("threads"),
+				Repeats: c.Int("repeats"), Objective: obj, AllowLossy: c.Bool("lossy"), Preload: sc.Preload(),
+			})
+			if err != nil {
+				return err
+			}
+			var checks []runtime.Measurement
+			if c.Bool("validate") {
+				if checks, err = validate(c, sc, p); err != nil {
+					return err
+				}
+			}
+			if c.Bool("json") {
+				return writePlanJSON(c.App.Writer, p, checks)
+			}
+			writePlan(c.Context, c.App.Writer, sc.Name, sc.Link, p)
+			if checks != nil {
+				writeChecks(c.App.Writer, checks)
+			}
+			return nil
+		},
+	}
+}
+
+// validate measures the top three plans and both baselines.
+func validate(c *cli.Context, sc *serverConn, p *runtime.Planned) ([]runtime.Measurement, error) {
+	var pick []planner.Plan
+	seen := map[string]bool{}
+	add := func(pl planner.Plan) {
+		if k := pl.Candidate.Name(); pl.Feasible && !seen[k] {
+			seen[k] = true
+			pick = append(pick, pl)
+		}
+	}
+	for i, pl := range p.Ranked {
+		if i < 3 {
+			add(pl)
+		}
+	}
+	for _, pl := range p.Ranked {
+		if pl.Candidate.Kind == planner.KindEdgeOnly || pl.Candidate.Kind == planner.KindServerRaw {
+			add(pl)
+		}
+	}
+	var out []runtime.Measurement
+	for _, pl := range pick {
+		m, err := p.Measure(c.Context, sc.Client, pl, c.Int("validate-runs"))
+		if err != nil {
+			return nil, fmt.Errorf("validate: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func mbitText(bps float64) string {
+	if math.IsInf(bps, 1) {
+		return "inf"
+	}
+	return fmt.Sprintf("%.3g", bps/1e6)
+}
+
+// crossingText names a cut's crossing tensors, shortened.
+func crossingText(p *runtime.Planned, pl planner.Plan) string {
+	switch pl.Candidate.Kind {
+	case planner.KindEdgeOnly:
+		return "(nothing)"
+	case planner.KindServerJPEG:
+		return "input (JPEG)"
+	}
+	names := p.Crossing[pl.Candidate.Cut]
+	if len(names) == 0 {
+		return ""
+	}
+	s := names[0]
+	if len(s) > 28 {
+		s = "…" + s[len(s)-27:]
+	}
+	if len(names) > 1 {
+		s += fmt.Sprintf(" +%d", len(names)-1)
+	}
+	return s
+}
+
+func baseline(p *runtime.Planned, k planner.Kind) (planner.Plan, bool) {
+	for _, pl := range p.Ranked {
+		if pl.Candidate.Kind == k && pl.Feasible {
+			return pl, true
+		}
+	}
+	return planner.Plan{}, false
+}
+
+func speedup(base planner.Plan, ok bool, pl planner.Plan) string {
+	if !ok || !pl.Feasible || pl.Score <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", float64(base.Score)/float64(pl.Score))
+}
+
+func writePlan(ctx context.Context, w io.Writer, server, link string, p *runtime.Planned) {
+	weights := "trained weights"
+	if p.Synthetic {
+		weights = "synthetic weights"
+	}
+	fmt.Fprintf(w, "model %s (%s): %d compute nodes, %s\n", p.Source, weights, len(p.Model.Nodes()), p.Problem.Objective)
+	fmt.Fprintf(w, "edge:   %s, %d threads, whole model %s ms (fusion error %.1f%%)\n", p.EdgeProfile.Machine.CPUModel,
+		p.EdgeProfile.Threads, msText(p.EdgeProfile.Whole.Median), 100*p.EdgeProfile.FusionError)
+	fmt.Fprintf(w, "server: %s, whole model %s ms\n", server, msText(p.ServerProfile.Whole.Median))
+	emu := ""
+	if link != "" {
+		emu = " (emulated " + link + ")"
+	}
+	fmt.Fprintf(w, "link:   up %s Mbit/s, down %s Mbit/s, rtt %s ms, probed over the SSH channel%s\n\n",
+		mbitText(p.Link.Up), mbitText(p.Link.Down), msText(p.Link.RTT), emu)
+
+	edgeOnly, eok := baseline(p, planner.KindEdgeOnly)
+	serverOnly, sok := baseline(p, planner.KindServerRaw)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "rank\tplan\tcrossing\tcodec\tbytes\tedge\tenc\tup\tserver\tdec\tdown\trtt\ttotal ms\tvs edge-only\tvs server-only\t")
+	for i, pl := range p.Ranked {
+		b := pl.Breakdown
+		if !pl.Feasible {
+			fmt.Fprintf(tw, "-\t%s\t%s\t\t\t\t\t\t\t\t\t\t%s\t\t\t\n", pl.Candidate.Name(), crossingText(p, pl), "("+pl.Reason+")")
+			continue
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", i+1, pl.Candidate.Name(), crossingText(p, pl),
+			pl.Encoding.Codec, pl.Encoding.Bytes, msText(b.Edge), msText(b.Encode), msText(b.Up), msText(b.Server), msText(b.Decode),
+			msText(b.Down), msText(b.RTT), msText(b.Total), speedup(edgeOnly, eok, pl), speedup(serverOnly, sok, pl))
+	}
+	tw.Flush()
+	best := p.Best()
+	fmt.Fprintf(w, "\nchosen: %s", best.Candidate.Name())
+	if best.Encoding.Codec != "" {
+		fmt.Fprintf(w, " with %s (%d bytes up)", best.Encoding.Codec, best.Encoding.Bytes)
+	}
+	fmt.Fprintf(w, ": predicted %s ms", msText(best.Breakdown.Total))
+	if eok {
+		fmt.Fprintf(w, ", %s vs edge-only", speedup(edgeOnly, true, best))
+	}
+	if sok {
+		fmt.Fprintf(w, ", %s vs server-only", speedup(serverOnly, true, best))
+	}
+	fmt.Fprintf(w, " (planning took %v: profiles, link probe, byte measurements; ranking %v)\n", p.Took.Round(time.Millisecond), p.PlanTook.Round(time.Microsecond))
+
+	fmt.Fprintf(w, "\nbest plan by uplink bandwidth (down %s Mbit/s and rtt %s ms fixed):\n", mbitText(p.Link.Down), msText(p.Link.RTT))
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  from Mbit/s\tto Mbit/s\tplan\tcodec")
+	for _, iv := range p.Breakpoints {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", mbitText(iv.From), mbitText(iv.To), iv.Plan.Candidate.Name(), iv.Plan.Encoding.Codec)
+	}
+	tw.Flush()
+	writeMinCut(ctx, w, p)
+}
+
+// writeMinCut reports the DAG min-cut over all closed node sets next to the
+// best prefix cut, both priced with per-node times.
+func writeMinCut(ctx context.Context, w io.Writer, p *runtime.Planned) {
+	d, err := p.DAG(ctx)
+	if err != nil {
+		fmt.Fprintf(w, "\nmin-cut: %v\n", err)
+		return
+	}
+	t0 := time.Now()
+	edge, cost, err := planner.MinCut(d, p.Link.Up)
+	took := time.Since(t0)
+	if err != nil {
+		fmt.Fprintf(w, "\nmin-cut: %v\n", err)
+		return
+	}
+	bestPrefix, bestCost := 0, time.Duration(math.MaxInt64)
+	on := make([]bool, len(d.Nodes))
+	for k := 0; k <= len(d.Nodes); k++ {
+		if k > 0 {
+			on[k-1] = true
+		}
+		if c, err := d.Cost(on, p.Link.Up); err == nil && c < bestCost {
+			bestPrefix, bestCost = k, c
+		}
+	}
+	prefix := len(edge) == 0 || edge[len(edge)-1] == len(edge)-1
+	shape := fmt.Sprintf("the prefix cut %d", len(edge))
+	if !prefix {
+		shape = fmt.Sprintf("%d edge nodes, not a prefix of the canonical order", len(edge))
+		if _, err := graph.Partition(p.Model, edge); err != nil {
+			shape += fmt.Sprintf(" (Partition refused it: %v)", err)
+		} else {
+			shape += " (Partition accepts it)"
+		}
+	}
+	fmt.Fprintf(w, "\nDAG min-cut over all closed node sets (per-node times, optimisations off; uplink bytes raw): %s ms with %s;\n",
+		msText(cost), shape)
+	fmt.Fprintf(w, "best prefix cut under the same costs: cut %d at %s ms (min-cut solved in %v)\n", bestPrefix, msText(bestCost), took.Round(time.Microsecond))
+}
+
+func writeChecks(w io.Writer, checks []runtime.Measurement) {
+	fmt.Fprintf(w, "\nvalidation: each plan run for real, one request at a time (median of %d):\n", checks[0].Runs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "plan\tcodec\tpredicted ms\tmeasured ms\terror\tedge ms\tserver ms\t")
+	best := checks[0].Total
+	for _, m := range checks {
+		best = min(best, m.Total)
+	}
+	for _, m := range checks {
+		pred := m.Plan.Breakdown.Total
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%+.1f%%\t%s\t%s\t\n", m.Plan.Candidate.Name(), m.Plan.Encoding.Codec, msText(pred), msText(m.Total),
+			100*(float64(pred)-float64(m.Total))/float64(m.Total), msText(m.Edge), msText(m.Server))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "chosen plan measured / best measured: %.3f\n", float64(checks[0].Total)/float64(best))
+}
+
+type planJSON struct {
+	Model       string              `json:"model"`
+	Synthetic   bool                `json:"synthetic"`
+	Link        linkJSON            `json:"link"`
+	Objective   string              `json:"objective"`
+	Plans       []planRowJSON       `json:"plans"`
+	Breakpoints []breakpointJSON    `json:"breakpoints"`
+	Validation  []measurementJSON   `json:"validation,omitempty"`
+	Crossing    map[string][]string `json:"crossing"`
+}
+
+type linkJSON struct {
+	UpMbit   float64 `json:"up_mbit"`
+	DownMbit float64 `json:"down_mbit"`
+	RTTms    float64 `json:"rtt_ms"`
+}
+
+type planRowJSON struct {
+	Plan     string  `json:"plan"`
+	Cut      int     `json:"cut"`
+	Codec    string  `json:"codec,omitempty"`
+	Bytes    int64   `json:"bytes"`
+	EdgeMs   float64 `json:"edge_ms"`
+	EncodeMs float64 `json:"encode_ms"`
+	UpMs     float64 `json:"up_ms"`
+	ServerMs float64 `json:"server_ms"`
+	DecodeMs float64 `json:"decode_ms"`
+	DownMs   float64 `json:"down_ms"`
+	RTTMs    float64 `json:"rtt_ms"`
+	TotalMs  float64 `json:"total_ms"`
+	Feasible bool    `json:"feasible"`
+	Reason   string  `json:"reason,omitempty"`
+}
+
+type breakpointJSON struct {
+	FromMbit float64 `json:"from_mbit"`
+	ToMbit   float64 `json:"to_mbit"` // -1 for unbounded
+	Plan     string  `json:"plan"`
+	Codec    string  `json:"codec,omitempty"`
+}
+
+type measurementJSON struct {
+	Plan        string  `json:"plan"`
+	PredictedMs float64 `json:"predicted_ms"`
+	MeasuredMs  float64 `json:"measured_ms"`
+}
+
+func msf(d time.Duration) float64 { return d.Seconds() * 1e3 }
+
+func writePlanJSON(w io.Writer, p *runtime.Planned, checks []runtime.Measurement) error {
+	out := planJSON{Model: p.Source, Synthetic: p.Synthetic, Objective: p.Problem.Objective.String(),
+		Link:     linkJSON{UpMbit: p.Link.Up / 1e6, DownMbit: p.Link.Down / 1e6, RTTms: msf(p.Link.RTT)},
+		Crossing: map[string][]string{}}
+	for id, names := range p.Crossing {
+		out.Crossing[fmt.Sprint(id)] = names
+	}
+	for _, pl := range p.Ranked {
+		b := pl.Breakdown
+		out.Plans = append(out.Plans, planRowJSON{Plan: pl.Candidate.Name(), Cut: pl.Candidate.Cut, Codec: pl.Encoding.Codec,
+			Bytes: pl.Encoding.Bytes, EdgeMs: msf(b.Edge), EncodeMs: msf(b.Encode), UpMs: msf(b.Up), ServerMs: msf(b.Server),
+			DecodeMs: msf(b.Decode), DownMs: msf(b.Down), RTTMs: msf(b.RTT), TotalMs: msf(b.Total), Feasible: pl.Feasible, Reason: pl.Reason})
+	}
+	for _, iv := range p.Breakpoints {
+		to := iv.To / 1e6
+		if math.IsInf(iv.To, 1) {
+			to = -1
+		}
+		out.Breakpoints = append(out.Breakpoints, breakpointJSON{FromMbit: iv.From / 1e6, ToMbit: to, Plan: iv.Plan.Candidate.Name(), Codec: iv.Plan.Encoding.Codec})
+	}
+	for _, m := range checks {
+		out.Validation = append(out.Validation, measurementJSON{Plan: m.Plan.Candidate.Name(), PredictedMs: msf(m.Plan.Breakdown.Total), MeasuredMs: msf(m.Total)})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}

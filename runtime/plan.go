@@ -1,0 +1,491 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"image"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"tracr/engine"
+	"tracr/graph"
+	"tracr/netprobe"
+	"tracr/planner"
+	"tracr/profiler"
+	"tracr/tensor"
+	"tracr/transport"
+	"tracr/zoo"
+)
+
+// PlanOptions says what to plan.
+type PlanOptions struct {
+	// Model is a zoo name or an ONNX file; ImgSize the zoo input size (0 =
+	// the model's default).
+	Model   string
+	ImgSize int
+	// EdgeThreads and EdgeProvider configure ONNX Runtime on the edge.
+	EdgeThreads  int
+	EdgeProvider string
+	// Repeats is the number of timed runs per profile measurement (0 =
+	// the profiler's default).
+	Repeats   int
+	Objective planner.Objective
+	// AllowLossy admits fp16, int8 and JPEG encodings.
+	AllowLossy bool
+	// Codecs lists the encodings measured; nil means DefaultCodecs.
+	Codecs []transport.CodecSpec
+	// ProfileDir caches profiles ("" = the profiler's default).
+	ProfileDir string
+	// Probe configures the link measurement.
+	Probe netprobe.Options
+	// Link, when set, is used instead of probing (for tests and for
+	// planning against a link that is not there).
+	Link *planner.Link
+	// Preload, when set, hands the model to an in-process server directly
+	// (transport.Loopback.Preload), as a deployed server would already
+	// hold it; otherwise the model is uploaded over the link once.
+	Preload func(model []byte) error
+}
+
+// DefaultCodecs returns the encodings planning measures: the lossless ones,
+// and with lossy allowed also fp16 and int8 (each with zstd).
+func DefaultCodecs(lossy bool) []transport.CodecSpec {
+	specs := []string{"raw", "raw+zstd", "raw+lz4"}
+	if lossy {
+		specs = append(specs, "fp16", "fp16+zstd", "int8", "int8+zstd")
+	}
+	out := make([]transport.CodecSpec, len(specs))
+	for i, s := range specs {
+		out[i], _ = transport.ParseCodecSpec(s)
+	}
+	return out
+}
+
+// Planned is a planning outcome: the model, both profiles, the probed link
+// and every candidate priced, ranked and tabled by bandwidth.
+type Planned struct {
+	ModelBytes []byte
+	Hash       [32]byte
+	Model      *graph.Model
+	Source     string
+	Spec       zoo.Spec
+	Synthetic  bool
+	// Post is the model's post-processing; the runtime fills Letterbox per
+	// request.
+	Post zoo.PostSpec
+	// Sample is the input the bytes were measured on.
+	Sample []tensor.Tensor
+	Link   planner.Link
+	// Probe is the link measurement (zero when PlanOptions.Link was given).
+	Probe                      netprobe.Result
+	Problem                    planner.Problem
+	Ranked                     []planner.Plan
+	Breakpoints                []planner.Interval
+	EdgeProfile, ServerProfile *profiler.Profile
+	// Crossing names the tensors each cut sends.
+	Crossing map[int][]string
+	// Edge is the ONNX Runtime configuration of the edge's sessions.
+	Edge engine.Options
+	// Took is how long planning took (profiles, probe, byte measurements
+	// and ranking), PlanTook the pure planner's share (Rank and
+	// Breakpoints).
+	Took, PlanTook time.Duration
+}
+
+// Best returns the chosen plan.
+func (p *Planned) Best() planner.Plan { return p.Ranked[0] }
+
+// Plan profiles the model on the edge (here) and on the server (through c),
+// probes the link over c, measures what each cut sends with each codec on
+// a sample input, and ranks every candidate.
+func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned, error) {
+	start := time.Now()
+	p, err := load(ctx, opts.Model, opts.ImgSize)
+	if err != nil {
+		return nil, err
+	}
+	p.Edge = engine.Options{Threads: opts.EdgeThreads, Provider: opts.EdgeProvider}
+	if opts.Preload != nil {
+		if err := opts.Preload(p.ModelBytes); err != nil {
+			return nil, err
+		}
+	}
+	dir := opts.ProfileDir
+	if dir == "" {
+		if dir, err = profiler.DefaultCacheDir(); err != nil {
+			return nil, err
+		}
+	}
+	popts := profiler.Options{Provider: opts.EdgeProvider, Threads: opts.EdgeThreads, Repeats: opts.Repeats}
+	if p.EdgeProfile, _, err = profiler.Cached(ctx, dir, p.ModelBytes, p.Source, popts); err != nil {
+		return nil, fmt.Errorf("edge profile: %w", err)
+	}
+	if c == nil {
+		return nil, fmt.Errorf("plan: no server connection (use --server local for the embedded loopback server)")
+	}
+	if p.ServerProfile, err = c.Profile(ctx, p.ModelBytes, transport.ProfileRequest{Repeats: opts.Repeats, Cuts: cutIDs(p.EdgeProfile)}); err != nil {
+		return nil, err
+	}
+	if opts.Link != nil {
+		p.Link = *opts.Link
+	} else {
+		if p.Probe, err = netprobe.Probe(ctx, c, opts.Probe); err != nil {
+			return nil, fmt.Errorf("link probe: %w", err)
+		}
+		p.Link = planner.Link{Up: p.Probe.Up.BitsPerSec, Down: p.Probe.Down.BitsPerSec, RTT: p.Probe.RTT}
+	}
+	codecs := opts.Codecs
+	if codecs == nil {
+		codecs = DefaultCodecs(opts.AllowLossy)
+	}
+	cands, err := p.candidates(ctx, codecs, opts.AllowLossy)
+	if err != nil {
+		return nil, err
+	}
+	p.Problem = planner.Problem{Candidates: cands, Link: p.Link, Objective: opts.Objective, AllowLossy: opts.AllowLossy}
+	planStart := time.Now()
+	p.rank()
+	p.PlanTook = time.Since(planStart)
+	p.Took = time.Since(start)
+	return p, nil
+}
+
+// rank fills Ranked and Breakpoints from Problem.
+func (p *Planned) rank() {
+	p.Ranked = planner.Rank(p.Problem)
+	p.Breakpoints = planner.Breakpoints(p.Problem)
+}
+
+// Reprice sets the link and ranks again: planning for another link reuses
+// the profiles and byte measurements.
+func (p *Planned) Reprice(l planner.Link) {
+	p.Link = l
+	p.Problem.Link = l
+	p.rank()
+}
+
+// load resolves and prepares the model, and makes a sample input: a
+// photo-like synthetic image pre-processed as the model expects, or seeded
+// random values for a model from a file.
+func load(ctx context.Context, model string, size int) (*Planned, error) {
+	data, source, synthetic, err := zoo.ResolveSize(ctx, model, size)
+	if err != nil {
+		return nil, err
+	}
+	m, err := graph.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", source, err)
+	}
+	p := &Planned{ModelBytes: data, Hash: sha256.Sum256(data), Model: m, Source: source, Synthetic: synthetic, Crossing: map[int][]string{}}
+	random, err := engine.Prepare(ctx, m, 1)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", source, err)
+	}
+	p.Sample = random
+	if spec, err := zoo.Describe(model, size); err == nil {
+		p.Spec = spec
+		p.Post = zoo.DefaultPost(spec.Task)
+		img, err := zoo.Synthetic(1, 640, 480, 7).Sample(0)
+		if err != nil {
+			return nil, err
+		}
+		in, lb := Preprocess(spec, img.Image)
+		p.Sample = []tensor.Tensor{in}
+		p.Post.Letterbox = lb
+	}
+	return p, nil
+}
+
+// Preprocess turns an image into a zoo model's input: letterboxed for a
+// detector (its Letterbox returned, to map boxes back), resized and
+// centre-cropped with ImageNet normalisation for a classifier.
+func Preprocess(spec zoo.Spec, img image.Image) (tensor.Tensor, *zoo.Letterbox) {
+	if spec.Task == zoo.TaskDetect {
+		t, lb := zoo.LetterboxInput(img, spec.ImgSize)
+		t.Name = spec.InputName
+		return t, &lb
+	}
+	t := zoo.ClassifyInput(img, spec.ImgSize)
+	t.Name = spec.InputName
+	return t, nil
+}
+
+func cutIDs(p *profiler.Profile) []int {
+	ids := make([]int, len(p.Cuts))
+	for i, c := range p.Cuts {
+		ids[i] = c.ID
+	}
+	return ids
+}
+
+// candidates prices every profiled cut plus the baselines.
+func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, lossy bool) ([]planner.Candidate, error) {
+	cuts := graph.Cuts(p.Model)
+	n := len(p.Model.Nodes())
+	values, err := p.tensorsAtCuts(ctx, cuts)
+	if err != nil {
+		return nil, err
+	}
+	resultBytes, err := p.resultBytes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	edgeTime := correctedTimes(p.EdgeProfile, true)
+	serverTime := correctedTimes(p.ServerProfile, false)
+	var out []planner.Candidate
+	for _, ct := range p.EdgeProfile.Cuts {
+		cut, err := graph.FindCut(cuts, ct.ID)
+		if err != nil {
+			return nil, fmt.Errorf("profile: %w", err)
+		}
+		st, ok := serverTime[ct.ID]
+		if !ok {
+			return nil, fmt.Errorf("the server profile lacks cut %d; profiles of different models?", ct.ID)
+		}
+		p.Crossing[ct.ID] = cut.Names()
+		c := planner.Candidate{Kind: planner.KindCut, Cut: ct.ID, Edge: edgeTime[ct.ID], Server: st, ResultBytes: resultBytes}
+		switch ct.ID {
+		case 0:
+			c.Kind, c.Edge = planner.KindServerRaw, 0
+		case n:
+			c.Kind, c.Server = planner.KindEdgeOnly, 0
+		}
+		var ts []tensor.Tensor
+		for _, name := range cut.Names() {
+			ts = append(ts, values[name])
+		}
+		if c.Kind != planner.KindEdgeOnly {
+			if c.Encodings, err = measureEncodings(ts, codecs); err != nil {
+				return nil, fmt.Errorf("cut %d: %w", ct.ID, err)
+			}
+		}
+		out = append(out, c)
+		if ct.ID == 0 && p.Spec.Task == zoo.TaskDetect {
+			// Server-only with the input image JPEG-compressed: the edge
+			// encodes, the server decodes and runs the whole model.
+			jpeg, _ := transport.ParseCodecSpec("jpeg")
+			encs, err := measureEncodings(ts, []transport.CodecSpec{jpeg})
+			if err != nil {
+				return nil, fmt.Errorf("jpeg: %w", err)
+			}
+			out = append(out, planner.Candidate{Kind: planner.KindServerJPEG, Cut: 0, Server: st, ResultBytes: resultBytes, Encodings: encs})
+		}
+	}
+	return out, nil
+}
+
+// tensorsAtCuts runs the model once on the sample with every crossing
+// tensor exposed, and returns them by name.
+func (p *Planned) tensorsAtCuts(ctx context.Context, cuts []graph.Cut) (map[string]tensor.Tensor, error) {
+	want := map[string]bool{}
+	var names []string
+	for _, c := range cuts {
+		for _, n := range c.Names() {
+			if !want[n] {
+				want[n] = true
+				names = append(names, n)
+			}
+		}
+	}
+	values := map[string]tensor.Tensor{}
+	for _, t := range p.Sample {
+		values[t.Name] = t
+	}
+	probe, err := p.Model.ProbeModel(names)
+	if err != nil {
+		return nil, err
+	}
+	s, err := engine.NewSession(probe, engine.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("measure crossing tensors: %w", err)
+	}
+	defer s.Close()
+	outs, err := s.Run(ctx, p.Sample)
+	if err != nil {
+		return nil, fmt.Errorf("measure crossing tensors: %w", err)
+	}
+	for _, t := range outs {
+		name, ok := strings.CutPrefix(t.Name, graph.ProbePrefix)
+		if !ok || len(t.Shape) == 0 {
+			values[t.Name] = t
+			continue
+		}
+		t.Name, t.Shape = name, t.Shape[1:] // the probe's leading 1
+		values[name] = t
+	}
+	for _, n := range names {
+		if _, ok := values[n]; !ok {
+			return nil, fmt.Errorf("measure crossing tensors: %q was not produced", n)
+		}
+	}
+	return values, nil
+}
+
+// resultBytes is what the server sends back: the post-processed result's
+// JSON for a zoo model, the raw outputs otherwise.
+func (p *Planned) resultBytes(ctx context.Context) (int64, error) {
+	s, err := engine.NewSession(p.ModelBytes, engine.Options{})
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	outs, err := s.Run(ctx, p.Sample)
+	if err != nil {
+		return 0, fmt.Errorf("sample run: %w", err)
+	}
+	if p.Spec.Task == "" {
+		var n int64
+		for _, t := range outs {
+			n += int64(len(t.Data))
+		}
+		return n, nil
+	}
+	r, err := zoo.PostProcess(p.Post, outs)
+	if err != nil {
+		return 0, err
+	}
+	b, err := json.Marshal(r)
+	return int64(len(b)), err
+}
+
+// measureEncodings encodes the tensors with each codec and decodes them
+// back, timing both (median of three), and records the bytes sent.
+func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec) ([]planner.Encoding, error) {
+	var out []planner.Encoding
+	lim := transport.DefaultLimits()
+	for _, spec := range codecs {
+		var enc, dec []time.Duration
+		var bytes int64
+		for rep := 0; rep < 3; rep++ {
+			var e, d time.Duration
+			bytes = 0
+			for _, t := range ts {
+				t0 := time.Now()
+				w, err := transport.EncodeTensor(t, spec)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", spec, err)
+				}
+				t1 := time.Now()
+				if _, err := transport.DecodeTensor(w, lim); err != nil {
+					return nil, fmt.Errorf("%s: %w", spec, err)
+				}
+				e += t1.Sub(t0)
+				d += time.Since(t1)
+				bytes += int64(len(w.Data))
+			}
+			enc, dec = append(enc, e), append(dec, d)
+		}
+		if spec.Kind == transport.CodecRaw && spec.Compress == transport.CompressNone {
+			// Raw costs nothing to encode: the bytes are the tensor.
+			enc, dec = []time.Duration{0}, []time.Duration{0}
+		}
+		out = append(out, planner.Encoding{Codec: spec.String(), Bytes: bytes, Encode: netprobe.Median(enc), Decode: netprobe.Median(dec), Lossy: spec.Lossy()})
+	}
+	return out, nil
+}
+
+// correctedTimes returns each profiled cut's edge (head) or server (tail)
+// time. Where the profiler timed the whole half directly that time is used;
+// elsewhere the segment sum is scaled by the median ratio of direct to
+// summed times over the checked cuts, which removes the segments'
+// systematic per-session overhead (the fusion error).
+func correctedTimes(p *profiler.Profile, edge bool) map[int]time.Duration {
+	var ratios []float64
+	for _, c := range p.Cuts {
+		sum, direct := c.Server, c.ServerDirect
+		if edge {
+			sum, direct = c.Edge, c.EdgeDirect
+		}
+		if direct != nil && sum.Median > 0 {
+			ratios = append(ratios, float64(direct.Median)/float64(sum.Median))
+		}
+	}
+	if p.Whole.Median > 0 && len(p.Cuts) > 0 {
+		last := p.Cuts[len(p.Cuts)-1].Edge
+		if !edge {
+			last = p.Cuts[0].Server
+		}
+		if last.Median > 0 {
+			ratios = append(ratios, float64(p.Whole.Median)/float64(last.Median))
+		}
+	}
+	scale := 1.0
+	if len(ratios) > 0 {
+		sort.Float64s(ratios)
+		scale = ratios[len(ratios)/2]
+	}
+	out := map[int]time.Duration{}
+	last := 0
+	if len(p.Cuts) > 0 {
+		last = p.Cuts[len(p.Cuts)-1].ID
+	}
+	for _, c := range p.Cuts {
+		sum, direct := c.Server, c.ServerDirect
+		if edge {
+			sum, direct = c.Edge, c.EdgeDirect
+		}
+		t := time.Duration(math.Round(float64(sum.Median) * scale))
+		switch {
+		case direct != nil:
+			t = direct.Median
+		case edge && c.ID == last, !edge && c.ID == 0:
+			t = p.Whole.Median
+		case edge && c.ID == 0, !edge && c.ID == last:
+			t = 0
+		}
+		out[c.ID] = t
+	}
+	return out
+}
+
+// DAG returns the model as the min-cut sees it: per-node times from the two
+// profiles' per-node tables (ONNX Runtime's profiler, optimisations off, so
+// every node has a time) and each tensor's bytes on the sample input, raw.
+func (p *Planned) DAG(ctx context.Context) (planner.DAG, error) {
+	nodes := p.Model.Nodes()
+	d := planner.DAG{Nodes: make([]planner.DAGNode, len(nodes))}
+	for _, side := range []struct {
+		prof *profiler.Profile
+		edge bool
+	}{{p.EdgeProfile, true}, {p.ServerProfile, false}} {
+		for _, nt := range side.prof.Nodes {
+			if nt.ID < 0 || nt.ID >= len(nodes) {
+				continue
+			}
+			if side.edge {
+				d.Nodes[nt.ID].Edge += nt.Time.Median
+			} else {
+				d.Nodes[nt.ID].Server += nt.Time.Median
+			}
+		}
+	}
+	values, err := p.tensorsAtCuts(ctx, graph.Cuts(p.Model))
+	if err != nil {
+		return planner.DAG{}, err
+	}
+	outs := map[string]bool{}
+	for _, o := range p.Model.Outputs() {
+		outs[o] = true
+	}
+	add := func(name string, producer int) {
+		cons := p.Model.Consumers(name)
+		if len(cons) == 0 && !outs[name] {
+			return
+		}
+		d.Tensors = append(d.Tensors, planner.DAGTensor{Name: name, Producer: producer, Consumers: cons,
+			Output: outs[name], Bytes: int64(len(values[name].Data))})
+	}
+	for _, in := range p.Model.Inputs() {
+		add(in, -1)
+	}
+	for _, n := range nodes {
+		for _, o := range n.Outputs {
+			add(o, n.ID)
+		}
+	}
+	return d, nil
+}
