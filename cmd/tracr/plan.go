@@ -163,10 +163,11 @@ func writePlan(ctx context.Context, w io.Writer, server, link string, p *runtime
 	serverOnly, sok := baseline(p, planner.KindServerRaw)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "rank\tplan\tcrossing\tcodec\tbytes\tedge\tenc\tup\tserver\tdec\tdown\trtt\ttotal ms\tvs edge-only\tvs server-only\t")
+	var excluded []planner.Plan
 	for i, pl := range p.Ranked {
 		b := pl.Breakdown
 		if !pl.Feasible {
-			fmt.Fprintf(tw, "-\t%s\t%s\t\t\t\t\t\t\t\t\t\t%s\t\t\t\n", pl.Candidate.Name(), crossingText(p, pl), "("+pl.Reason+")")
+			excluded = append(excluded, pl)
 			continue
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", i+1, pl.Candidate.Name(), crossingText(p, pl),
@@ -174,6 +175,9 @@ func writePlan(ctx context.Context, w io.Writer, server, link string, p *runtime
 			msText(b.Down), msText(b.RTT), msText(b.Total), speedup(edgeOnly, eok, pl), speedup(serverOnly, sok, pl))
 	}
 	tw.Flush()
+	for _, pl := range excluded {
+		fmt.Fprintf(w, "not feasible: %s: %s\n", pl.Candidate.Name(), pl.Reason)
+	}
 	best := p.Best()
 	fmt.Fprintf(w, "\nchosen: %s", best.Candidate.Name())
 	if best.Encoding.Codec != "" {

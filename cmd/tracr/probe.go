@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -122,7 +123,11 @@ func connect(ctx context.Context, c *cli.Context) (*serverConn, error) {
 	}
 	cfg.User, cfg.Link = c.String("user"), sc.LinkState
 	if sc.Client, err = transport.Dial(ctx, addr, cfg); err != nil {
-		return nil, err
+		var hk *transport.HostKeyError
+		if errors.As(err, &hk) {
+			return nil, err // it says how to fix the key
+		}
+		return nil, fmt.Errorf("%w (is tracr serve running there? --server local starts one in this process)", err)
 	}
 	sc.Name = addr
 	return sc, nil

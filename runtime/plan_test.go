@@ -1,0 +1,97 @@
+package runtime
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"tracr/graph"
+	"tracr/planner"
+	"tracr/transport"
+)
+
+// TestPlanEndToEnd plans a small built-in detector against the embedded
+// loopback server with a fixed link, then runs the chosen plan and a
+// baseline for real.
+func TestPlanEndToEnd(t *testing.T) {
+	requireORT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lb, err := transport.StartLoopback(ctx, transport.LoopbackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	c, err := lb.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	link := planner.Link{Up: 20e6, Down: 50e6, RTT: 10 * time.Millisecond}
+	p, err := Plan(ctx, c, PlanOptions{Model: "yolov8n", ImgSize: 64, EdgeThreads: 1, Repeats: 3, Link: &link,
+		ProfileDir: t.TempDir(), Preload: lb.Preload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[planner.Kind]bool{}
+	for _, pl := range p.Ranked {
+		kinds[pl.Candidate.Kind] = true
+		b := pl.Breakdown
+		if pl.Feasible && b.Total != b.Edge+b.Encode+b.Up+b.Server+b.Decode+b.Down+b.RTT {
+			t.Errorf("%s: breakdown does not add up: %+v", pl.Candidate.Name(), b)
+		}
+		if pl.Candidate.Kind == planner.KindCut && len(p.Crossing[pl.Candidate.Cut]) == 0 {
+			t.Errorf("%s: no crossing tensors recorded", pl.Candidate.Name())
+		}
+	}
+	for _, k := range []planner.Kind{planner.KindCut, planner.KindEdgeOnly, planner.KindServerRaw, planner.KindServerJPEG} {
+		if !kinds[k] {
+			t.Errorf("no %s candidate", k)
+		}
+	}
+	if len(p.Breakpoints) == 0 || p.Breakpoints[0].From != 0 {
+		t.Errorf("breakpoints %+v", p.Breakpoints)
+	}
+	// Raw bytes of a cut equal the graph's own size of its crossing tensors.
+	cuts := graph.Cuts(p.Model)
+	for _, pl := range p.Ranked {
+		if pl.Candidate.Kind == planner.KindCut && pl.Encoding.Codec == "raw" {
+			c, _ := graph.FindCut(cuts, pl.Candidate.Cut)
+			if c.Bytes != pl.Encoding.Bytes {
+				t.Errorf("cut %d: planned %d raw bytes, graph says %d", c.ID, pl.Encoding.Bytes, c.Bytes)
+			}
+		}
+	}
+	for _, pl := range []planner.Plan{p.Best(), p.Ranked[len(p.Ranked)/2]} {
+		if !pl.Feasible {
+			continue
+		}
+		m, err := p.Measure(ctx, c, pl, 3)
+		if err != nil {
+			t.Fatalf("measure %s: %v", pl.Candidate.Name(), err)
+		}
+		if m.Total <= 0 || (pl.Candidate.Kind != planner.KindEdgeOnly && m.Server <= 0) {
+			t.Errorf("measure %s: %+v", pl.Candidate.Name(), m)
+		}
+	}
+	d, err := p.DAG(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge, _, err := planner.MinCut(d, link.Up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := graph.Partition(p.Model, edge); err != nil {
+		t.Errorf("min-cut node set is not runnable: %v", err)
+	}
+}
+
+func TestPlanNeedsAServer(t *testing.T) {
+	requireORT(t)
+	_, err := Plan(context.Background(), nil, PlanOptions{Model: "mobilenetv2", ImgSize: 32, Repeats: 2, ProfileDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "--server local") {
+		t.Errorf("err = %v, want a hint at --server local", err)
+	}
+}
