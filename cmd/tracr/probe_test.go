@@ -24,7 +24,7 @@ func TestProbeCommand(t *testing.T) {
 	}{
 		{name: "local", args: []string{"probe", "--pings", "3", "--repeats", "1"}, wantOut: "server  local (127.0.0.1:"},
 		{name: "bad link", args: []string{"probe", "--link", "up=fast"}, wantStatus: 1, wantErr: `tracr: --link: link "up=fast": up: rate "fast"`},
-		{name: "nobody listening", args: []string{"probe", "--server", "127.0.0.1:1", "--keys", keys}, wantStatus: 1, wantErr: "tracr: connect to 127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused\n"},
+		{name: "nobody listening", args: []string{"probe", "--server", "127.0.0.1:1", "--keys", keys}, wantStatus: 1, wantErr: "tracr: connect to 127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused (is tracr serve running there? --server local starts one in this process)\n"},
 		{name: "no keys", args: []string{"probe", "--server", "127.0.0.1:1", "--keys", filepath.Join(keys, "nope")}, wantStatus: 1,
 			wantErr: "tracr: load private key: " + filepath.Join(keys, "nope", "edge_ed25519") + " does not exist; create keys with tracr keys init\n"},
 	}
