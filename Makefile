@@ -19,17 +19,14 @@ build:
 test: setup
 	$(GO) test -count=1 -timeout 14m ./...
 
-# run is the main job on the built-in defaults. Until the runtime lands it
-# shows what exists end to end: the zoo, the cut table of the built-in
-# YOLOv8n (written to out/yolov8n-cuts.txt) and a verified split at a neck
-# cut where skip tensors cross.
+# run is the main job on the built-in defaults: the embedded loopback server
+# (real SSH, in this process), the built-in YOLOv8n, the sample images in
+# data/samples. It plans (profiles both sides, probes the link), runs the
+# plan with requests in flight, and writes results/yolov8/run.csv (one row
+# per request), run.json (versions, machine, config, plan table) and
+# overlays/.
 run: setup build
-	./bin/tracr version
-	./bin/tracr models
-	mkdir -p out
-	./bin/tracr cuts --model yolov8n > out/yolov8n-cuts.txt
-	@echo "cut table: out/yolov8n-cuts.txt"
-	./bin/tracr split --model yolov8n --cut 160 -o out/yolov8n-cut160 --verify
+	./bin/tracr run --config config/yolov8.toml
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -65,7 +65,7 @@ type OutputConfig struct {
 
 // RunConfig tunes the run.
 type RunConfig struct {
-	// InFlight bounds the requests between send and result (default 4).
+	// InFlight bounds the requests in flight, from edge compute to result (default 3).
 	InFlight int `toml:"in_flight"`
 	// Cut forces a cut ID (-1 or unset = plan it).
 	Cut       *int   `toml:"cut"`

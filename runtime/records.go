@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -43,19 +44,40 @@ type Record struct {
 	// Error is set when the input could not be processed (for example an
 	// unreadable image); such a row has no timings.
 	Error string
+	// Start is when the request's edge compute began, since the run
+	// started.
+	Start time.Duration
+	// Decode is the server's decoding of the request (and encoding of its
+	// answer); Queue the time the request waited on the server before it.
+	Decode, Queue time.Duration
+	// LinkUp and LinkDown (bits per second) and RTT are the link in force
+	// when the request was sent: the emulated one when the run emulates a
+	// link, else the probed one.
+	LinkUp, LinkDown float64
+	RTT              time.Duration
 }
 
 // RecordColumns is the CSV header. Times are milliseconds, sizes bytes,
 // bandwidth Mbit/s.
 var RecordColumns = []string{"id", "input", "plan", "cut", "codec", "pre_ms", "edge_ms", "encode_ms", "bytes_up", "up_ms",
-	"server_ms", "post_ms", "bytes_down", "down_ms", "total_ms", "predicted_total_ms", "bandwidth_mbit", "fallback", "result", "error"}
+	"server_ms", "post_ms", "bytes_down", "down_ms", "total_ms", "predicted_total_ms", "bandwidth_mbit", "fallback", "result", "error",
+	"start_ms", "decode_ms", "queue_ms", "link_up_mbit", "link_down_mbit", "rtt_ms"}
 
 func ms(d time.Duration) string { return strconv.FormatFloat(d.Seconds()*1e3, 'f', 3, 64) }
+
+// mbit formats bits per second as Mbit/s ("inf" for an unlimited link).
+func mbit(bps float64) string {
+	if math.IsInf(bps, 1) {
+		return "inf"
+	}
+	return strconv.FormatFloat(bps/1e6, 'f', 3, 64)
+}
 
 func (r Record) row() []string {
 	return []string{strconv.Itoa(r.ID), r.Input, r.Plan, strconv.Itoa(r.Cut), r.Codec, ms(r.Pre), ms(r.Edge), ms(r.Encode),
 		strconv.FormatInt(r.BytesUp, 10), ms(r.Up), ms(r.Server), ms(r.Post), strconv.FormatInt(r.BytesDown, 10), ms(r.Down),
-		ms(r.Total), ms(r.Predicted), strconv.FormatFloat(r.Bandwidth/1e6, 'f', 3, 64), strconv.FormatBool(r.Fallback), r.Result, r.Error}
+		ms(r.Total), ms(r.Predicted), mbit(r.Bandwidth), strconv.FormatBool(r.Fallback), r.Result, r.Error,
+		ms(r.Start), ms(r.Decode), ms(r.Queue), mbit(r.LinkUp), mbit(r.LinkDown), ms(r.RTT)}
 }
 
 // RecordWriter writes records as CSV, flushing each row so that the file is
@@ -116,6 +138,7 @@ func (rw *RecordWriter) Close() error {
 type Summary struct {
 	Requests, Failed, Fallback int
 	MedianTotal, P90Total      time.Duration
+	MeanTotal                  time.Duration
 	MedianPredicted            time.Duration
 	// PredictionError is the median of |predicted - measured| / measured
 	// over rows that carry a prediction.
@@ -125,13 +148,44 @@ type Summary struct {
 	Wall       time.Duration
 	// Cuts counts requests per plan label.
 	Cuts map[string]int
+
+	// Split counts the requests the server answered (not edge-only, not
+	// fallen back). Overhead is the median over them of
+	// total - (edge + server + post + bytes_up/link_up + bytes_down/link_down + rtt + queue):
+	// the time the runtime adds to the compute and to what the link itself
+	// costs (encoding, framing, SSH, decoding). The server's queue is left
+	// out, but with several requests in flight a request may also wait
+	// behind another one's transfer, which counts: measure the runtime's
+	// own overhead with one request in flight. OverheadShare is the median
+	// of overhead/total.
+	Split         int
+	Overhead      time.Duration
+	OverheadShare float64
+	// Stages is each pipeline stage's mean time per request, over every
+	// request that produced a result (0 for a request that skips the
+	// stage): read+pre, edge (head or whole model, encoding), link (bytes
+	// at the link's rates) and server (decode, tail, post-processing). No
+	// pipeline can finish more than 1/max(Stages) requests per second;
+	// Efficiency is Throughput times the slowest stage's time (1 = the
+	// slowest stage never waits), Bottleneck names it.
+	Stages     []Stage
+	Bottleneck string
+	Efficiency float64
+}
+
+// Stage is one pipeline stage's mean time per request.
+type Stage struct {
+	Name string
+	Mean time.Duration
 }
 
 // Summarize computes the summary of records over a run that took wall.
 func Summarize(records []Record, wall time.Duration) Summary {
 	s := Summary{Requests: len(records), Wall: wall, Cuts: map[string]int{}}
-	var totals, preds []time.Duration
-	var errs []float64
+	var totals, preds, overheads []time.Duration
+	var errs, shares []float64
+	var sum time.Duration
+	stages := make([]time.Duration, 4)
 	for _, r := range records {
 		if r.Error != "" {
 			s.Failed++
@@ -142,27 +196,68 @@ func Summarize(records []Record, wall time.Duration) Summary {
 		}
 		s.Cuts[label(r)]++
 		totals = append(totals, r.Total)
+		sum += r.Total
 		if r.Predicted > 0 {
 			preds = append(preds, r.Predicted)
 			if r.Total > 0 {
-				d := float64(r.Predicted-r.Total) / float64(r.Total)
-				if d < 0 {
-					d = -d
-				}
-				errs = append(errs, d)
+				errs = append(errs, math.Abs(float64(r.Predicted-r.Total))/float64(r.Total))
 			}
+		}
+		stages[0] += r.Pre
+		stages[1] += r.Edge + r.Encode
+		if r.Plan == "edge-only" || r.Fallback {
+			continue
+		}
+		s.Split++
+		link := transferTime(r.BytesUp, r.LinkUp) + transferTime(r.BytesDown, r.LinkDown)
+		stages[2] += link
+		stages[3] += r.Decode + r.Server + r.Post
+		o := r.Total - (r.Edge + r.Server + r.Post + link + r.RTT + r.Queue)
+		overheads = append(overheads, o)
+		if r.Total > 0 {
+			shares = append(shares, float64(o)/float64(r.Total))
 		}
 	}
 	s.MedianTotal, s.P90Total = quantile(totals, 0.5), quantile(totals, 0.9)
 	s.MedianPredicted = quantile(preds, 0.5)
-	if len(errs) > 0 {
-		sort.Float64s(errs)
-		s.PredictionError = errs[len(errs)/2]
-	}
-	if wall > 0 {
-		s.Throughput = float64(len(totals)) / wall.Seconds()
+	s.PredictionError = median(errs)
+	s.Overhead, s.OverheadShare = quantile(overheads, 0.5), median(shares)
+	if n := len(totals); n > 0 {
+		s.MeanTotal = sum / time.Duration(n)
+		var slowest time.Duration
+		for i, name := range []string{"read+pre", "edge", "link", "server"} {
+			st := Stage{Name: name, Mean: stages[i] / time.Duration(n)}
+			s.Stages = append(s.Stages, st)
+			if st.Mean > slowest {
+				slowest, s.Bottleneck = st.Mean, name
+			}
+		}
+		if wall > 0 {
+			s.Throughput = float64(n) / wall.Seconds()
+			s.Efficiency = s.Throughput * slowest.Seconds()
+		}
 	}
 	return s
+}
+
+// transferTime is n bytes at bps bits per second; 0 for an unlimited or
+// unknown rate.
+func transferTime(n int64, bps float64) time.Duration {
+	if n <= 0 || !(bps > 0) || math.IsInf(bps, 1) {
+		return 0
+	}
+	return time.Duration(float64(n) * 8 / bps * float64(time.Second))
+}
+
+// median returns the median of fs (the upper one for an even count), 0
+// for none.
+func median(fs []float64) float64 {
+	if len(fs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), fs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
 
 func label(r Record) string {
@@ -187,8 +282,8 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 func (s Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "%d requests (%d failed inputs, %d fell back to edge-only) in %v: %.2f req/s\n",
 		s.Requests, s.Failed, s.Fallback, s.Wall.Round(time.Millisecond), s.Throughput)
-	fmt.Fprintf(w, "latency: median %s ms, p90 %s ms; predicted median %s ms; median prediction error %.1f%%\n",
-		ms(s.MedianTotal), ms(s.P90Total), ms(s.MedianPredicted), 100*s.PredictionError)
+	fmt.Fprintf(w, "latency: median %s ms, p90 %s ms, mean %s ms; predicted median %s ms; median prediction error %.1f%%\n",
+		ms(s.MedianTotal), ms(s.P90Total), ms(s.MeanTotal), ms(s.MedianPredicted), 100*s.PredictionError)
 	var names []string
 	for n := range s.Cuts {
 		names = append(names, n)
@@ -196,6 +291,17 @@ func (s Summary) Print(w io.Writer) {
 	sort.Strings(names)
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-22s %d requests\n", n, s.Cuts[n])
+	}
+	if s.Split > 0 {
+		fmt.Fprintf(w, "overhead (total - edge - server - bytes/bandwidth - rtt - queue, median of %d split requests): %s ms, %.1f%% of total\n",
+			s.Split, ms(s.Overhead), 100*s.OverheadShare)
+	}
+	if len(s.Stages) > 0 {
+		fmt.Fprintf(w, "pipeline: stage means")
+		for _, st := range s.Stages {
+			fmt.Fprintf(w, " %s %s ms", st.Name, ms(st.Mean))
+		}
+		fmt.Fprintf(w, "; throughput / (1 / slowest stage, %s) = %.2f\n", s.Bottleneck, s.Efficiency)
 	}
 }
 

@@ -25,6 +25,7 @@ func commands() []*cli.Command {
 		profileCommand(),
 		serveCommand(),
 		planCommand(),
+		runCommand(),
 		keysCommand(),
 		probeCommand(),
 	}

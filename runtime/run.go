@@ -1,0 +1,598 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"tracr/engine"
+	"tracr/planner"
+	"tracr/profiler"
+	"tracr/transport"
+	"tracr/zoo"
+)
+
+// RunOptions are a run's settings from the command line; set fields
+// override the configuration file's.
+type RunOptions struct {
+	// ConfigPath is the configuration file, for messages that name a key
+	// and its line ("" for DefaultConfig).
+	ConfigPath string
+	Adaptive   bool
+	// Cut forces a cut (nil: plan it, or the config's).
+	Cut *int
+	// Server names a server of the devices file, or an address
+	// (host:port), or "local".
+	Server string
+	// Link emulates a fixed link ("up=10mbit,down=50mbit,rtt=20ms") and
+	// LinkTrace one that changes over time (a CSV trace); at most one.
+	Link, LinkTrace string
+	// Repeats is the number of timed runs per profile measurement (0:
+	// the profiler's default).
+	Repeats int
+	// Out receives progress, events and the summary; nil discards them.
+	Out io.Writer
+	// Quiet leaves out the line per request.
+	Quiet bool
+}
+
+// RunResult is what Run did and where it wrote it.
+type RunResult struct {
+	Planned *Planned
+	Outcome *Outcome
+	Summary Summary
+	// Dir holds CSV (one row per request) and Sidecar (the run's metadata).
+	Dir, CSV, Sidecar string
+}
+
+// settings are a run's resolved settings.
+type settings struct {
+	cfg       *Config
+	opts      RunOptions
+	objective planner.Objective
+	codecs    []transport.CodecSpec
+	link      *transport.Link
+	trace     transport.Trace
+	server    string
+	adaptive  bool
+	cut       *int
+}
+
+// Run runs a configuration end to end: it connects to the server (the
+// embedded loopback server when none is named), emulates the link when
+// asked, plans, executes the plan over the dataset (re-planning when
+// adaptive) and writes run.csv, run.json and, when asked, overlays to the
+// output folder. The records are complete whenever it returns, including
+// when ctx ends the run early (Outcome.Interrupted).
+func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) {
+	out := opts.Out
+	if out == nil {
+		out = io.Discard
+	}
+	st, err := resolve(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := openDataset(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var state *transport.LinkState
+	switch {
+	case st.link != nil:
+		state = transport.NewLinkState(*st.link)
+	case st.trace != nil:
+		state = transport.NewLinkState(st.trace.At(0))
+	}
+	srv, err := st.connector(ctx, state)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.close()
+	client, err := srv.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "server %s\n", srv.name)
+	if state != nil {
+		fmt.Fprintf(out, "link   emulated %s\n", st.linkText())
+	}
+	p, err := Plan(ctx, client, PlanOptions{Model: cfg.Model, ImgSize: cfg.ImgSize, EdgeThreads: cfg.Edge.Threads,
+		EdgeProvider: cfg.Edge.Provider, Repeats: opts.Repeats, Objective: st.objective, AllowLossy: cfg.Codec.AllowLossy, Codecs: st.codecs})
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	applyPost(p, cfg.Post)
+	plan := p.Best()
+	if st.cut != nil {
+		if plan, err = ForcedPlan(p, *st.cut); err != nil {
+			client.Close()
+			return nil, st.keyErr(err, "run", "cut")
+		}
+	}
+	fmt.Fprintf(out, "model  %s, %d compute nodes; planned in %v at up %s, down %s, rtt %v\n", p.Source, len(p.Model.Nodes()),
+		p.Took.Round(time.Millisecond), mbitText(p.Link.Up), mbitText(p.Link.Down), p.Link.RTT.Round(time.Microsecond))
+	if st.adaptive {
+		fmt.Fprintf(out, "plan   adaptive, starting on %s %s (predicted %s ms)\n", plan.Candidate.Name(), plan.Encoding.Codec, ms(plan.Breakdown.Total))
+	} else {
+		fmt.Fprintf(out, "plan   %s %s (predicted %s ms)\n", plan.Candidate.Name(), plan.Encoding.Codec, ms(plan.Breakdown.Total))
+	}
+
+	res := &RunResult{Planned: p, Dir: cfg.Resolve(cfg.Output.Dir)}
+	if res.Dir == "" {
+		res.Dir = cfg.Resolve("results/run")
+	}
+	overlays := ""
+	if cfg.Output.Overlays {
+		overlays = filepath.Join(res.Dir, "overlays")
+	}
+	for _, d := range []string{res.Dir, overlays} {
+		if d != "" {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				client.Close()
+				return nil, fmt.Errorf("output: %w", err)
+			}
+		}
+	}
+	res.CSV, res.Sidecar = filepath.Join(res.Dir, "run.csv"), filepath.Join(res.Dir, "run.json")
+	rw, err := CreateRecords(res.CSV)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	started := time.Now()
+	exec := ExecOptions{Planned: p, Plan: plan, Adaptive: st.adaptive, Dataset: ds, Limit: cfg.Dataset.Limit, InFlight: cfg.Run.InFlight,
+		Client: client, Dial: srv.dial, Records: rw, Overlays: overlays, Log: out,
+		Link: st.recordLink(state, p.Link)}
+	if st.trace != nil {
+		// The trace's clock starts with the first request, not with the
+		// planning before it.
+		playCtx, stopPlay := context.WithCancel(ctx)
+		defer stopPlay()
+		exec.OnStart = func(t time.Time) { go st.trace.Play(playCtx, state, t) }
+	}
+	if !opts.Quiet {
+		exec.Progress = func(r Record) { printRecord(out, r) }
+	}
+	res.Outcome, err = Execute(ctx, exec)
+	if cerr := rw.Close(); err == nil {
+		err = cerr
+	}
+	if res.Outcome == nil {
+		os.Remove(res.CSV) // nothing ran: leave no empty records behind
+		return nil, err
+	}
+	res.Summary = Summarize(res.Outcome.Records, res.Outcome.Wall)
+	if serr := WriteJSON(res.Sidecar, newSidecar(ctx, st, srv.name, res, started)); err == nil {
+		err = serr
+	}
+	fmt.Fprintln(out)
+	res.Summary.Print(out)
+	fmt.Fprintf(out, "records: %s (sidecar %s)\n", res.CSV, res.Sidecar)
+	return res, err
+}
+
+// resolve merges the command line into the configuration and checks what
+// the configuration file's own check does not: values the run parses.
+func resolve(cfg *Config, opts RunOptions) (*settings, error) {
+	st := &settings{cfg: cfg, opts: opts, server: cfg.Server, adaptive: cfg.Run.Adaptive || opts.Adaptive, cut: cfg.Run.Cut}
+	if opts.Server != "" {
+		st.server = opts.Server
+	}
+	if opts.Cut != nil {
+		st.cut = opts.Cut
+	}
+	if st.cut != nil && *st.cut < 0 {
+		st.cut = nil // -1: plan it
+	}
+	if st.cut != nil && st.adaptive {
+		return nil, st.keyErr(errors.New("a forced cut and adaptive re-planning exclude each other; drop one"), "run", "cut")
+	}
+	var err error
+	if st.objective, err = planner.ParseObjective(cfg.Run.Objective); err != nil {
+		return nil, st.keyErr(err, "run", "objective")
+	}
+	for _, c := range cfg.Codec.Codecs {
+		spec, err := transport.ParseCodecSpec(c)
+		if err != nil {
+			return nil, st.keyErr(err, "codec", "codecs")
+		}
+		if spec.Lossy() && !cfg.Codec.AllowLossy {
+			return nil, st.keyErr(fmt.Errorf("codec %q is lossy; set allow_lossy = true to use it", c), "codec", "codecs")
+		}
+		st.codecs = append(st.codecs, spec)
+	}
+	link, trace := cfg.Run.Link, cfg.Resolve(cfg.Run.LinkTrace)
+	linkKey := "link"
+	if opts.Link != "" || opts.LinkTrace != "" {
+		if opts.Link != "" && opts.LinkTrace != "" {
+			return nil, errors.New("--link and --link-trace exclude each other")
+		}
+		link, trace, linkKey = opts.Link, opts.LinkTrace, ""
+	}
+	if link != "" {
+		l, err := transport.ParseLink(link)
+		if err != nil {
+			if linkKey == "" {
+				return nil, fmt.Errorf("--link: %w", err)
+			}
+			return nil, st.keyErr(err, "run", linkKey)
+		}
+		st.link = &l
+	}
+	if trace != "" {
+		if st.trace, err = transport.LoadTrace(trace); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// keyErr names the configuration key (and its line, when the file is
+// known) that err is about.
+func (st *settings) keyErr(err error, key ...string) error {
+	k := strings.Join(key, ".")
+	if st.opts.ConfigPath == "" {
+		return fmt.Errorf("%s: %w", k, err)
+	}
+	text, rerr := os.ReadFile(st.opts.ConfigPath)
+	line := 0
+	if rerr == nil {
+		line = keyLine(string(text), toml.Key(key))
+	}
+	if line == 0 {
+		return fmt.Errorf("%s: key %q: %w", st.opts.ConfigPath, k, err)
+	}
+	return fmt.Errorf("%s:%d: key %q: %w", st.opts.ConfigPath, line, k, err)
+}
+
+func (st *settings) linkText() string {
+	if st.link != nil {
+		return st.link.String()
+	}
+	var steps []string
+	for _, s := range st.trace {
+		steps = append(steps, fmt.Sprintf("%gs %s", s.At.Seconds(), s.Link))
+	}
+	return "trace " + strings.Join(steps, " -> ")
+}
+
+// recordLink returns what the records give as the link in force: the
+// emulated link, with the probed values where it sets no limit.
+func (st *settings) recordLink(state *transport.LinkState, probed planner.Link) func() planner.Link {
+	return func() planner.Link {
+		if state == nil {
+			return probed
+		}
+		l := state.Get()
+		out := planner.Link{Up: l.Up, Down: l.Down, RTT: l.RTT}
+		if out.Up == 0 {
+			out.Up = probed.Up
+		}
+		if out.Down == 0 {
+			out.Down = probed.Down
+		}
+		if out.RTT == 0 {
+			out.RTT = probed.RTT
+		}
+		return out
+	}
+}
+
+// openDataset opens the configuration's inputs.
+func openDataset(cfg *Config) (zoo.Dataset, error) {
+	d := cfg.Dataset
+	if d.Path == "" {
+		w, h := d.Width, d.Height
+		if w <= 0 {
+			w = 640
+		}
+		if h <= 0 {
+			h = 480
+		}
+		return zoo.Synthetic(d.Synthetic, w, h, d.Seed), nil
+	}
+	classes := zoo.ImageNetLabels()
+	if spec, err := zoo.Describe(cfg.Model, cfg.ImgSize); err == nil && spec.Task == zoo.TaskDetect {
+		classes = zoo.COCOLabels()
+	}
+	ds, err := zoo.OpenImageFolderClasses(cfg.Resolve(d.Path), cfg.Resolve(d.Labels), classes)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: %w", err)
+	}
+	return ds, nil
+}
+
+// applyPost sets the configuration's post-processing thresholds.
+func applyPost(p *Planned, c PostConfig) {
+	if c.TopK > 0 {
+		p.Post.TopK = c.TopK
+	}
+	if c.Conf > 0 {
+		p.Post.Conf = c.Conf
+	}
+	if c.IoU > 0 {
+		p.Post.IoU = c.IoU
+	}
+}
+
+// connector says how to reach the server.
+type connector struct {
+	name     string
+	dial     func(ctx context.Context) (*transport.Client, error)
+	loopback *transport.Loopback
+}
+
+func (c *connector) close() {
+	if c.loopback != nil {
+		c.loopback.Close()
+	}
+}
+
+// connector resolves the run's server: the embedded loopback server, a
+// server of the devices file (its addresses tried in order), or an
+// address reached with the default key folder.
+func (st *settings) connector(ctx context.Context, link *transport.LinkState) (*connector, error) {
+	name := st.server
+	if name == "" || name == "local" {
+		// One request at a time: the server shares this machine's cores
+		// with the edge, and ONNX Runtime already spreads one tail over
+		// them; requests in flight wait in its queue instead.
+		// It outlives ctx (Ctrl-C) until closed, so that the requests in
+		// flight when the run is interrupted still finish on it.
+		lb, err := transport.StartLoopback(context.WithoutCancel(ctx), transport.LoopbackOptions{Link: link, Session: transport.SessionOptions{Concurrency: 1}})
+		if err != nil {
+			return nil, err
+		}
+		return &connector{name: "local (" + lb.Addr + ", in this process)", dial: lb.Dial, loopback: lb}, nil
+	}
+	devPath := st.cfg.Resolve(st.cfg.Devices)
+	if st.cfg.Devices == "" {
+		devPath = st.cfg.Resolve("devices.toml")
+	}
+	var server DeviceServer
+	devs, derr := LoadDevices(devPath)
+	switch {
+	case derr == nil:
+		s, err := devs.Lookup(name)
+		if err == nil {
+			server = s
+			break
+		}
+		if !strings.Contains(name, ":") {
+			return nil, fmt.Errorf("%s: %w", devPath, err)
+		}
+		fallthrough
+	case strings.Contains(name, ":"):
+		if _, _, err := net.SplitHostPort(name); err != nil {
+			return nil, fmt.Errorf("server %q: %w", name, err)
+		}
+		keys := transport.KeyPaths(transport.DefaultKeyDir)
+		server = DeviceServer{Addresses: []string{name}, Identity: keys.EdgeKey, KnownHosts: keys.KnownHosts}
+	case errors.Is(derr, fs.ErrNotExist):
+		return nil, fmt.Errorf("server %q: no devices file %s to find it in (see config/devices.toml; or --server local for the embedded server)", name, devPath)
+	default:
+		return nil, fmt.Errorf("server %q: %w", name, derr)
+	}
+	signer, err := transport.LoadSigner(server.Identity)
+	if err != nil {
+		return nil, err
+	}
+	kh, err := transport.LoadKnownHosts(server.KnownHosts)
+	if err != nil {
+		return nil, err
+	}
+	cc := transport.ClientConfig{User: server.User, Signer: signer, KeyFile: server.Identity, KnownHosts: kh, Link: link}
+	dial := func(ctx context.Context) (*transport.Client, error) {
+		var errs []error
+		for _, addr := range server.Addresses {
+			c, err := transport.Dial(ctx, addr, cc)
+			if err == nil {
+				return c, nil
+			}
+			errs = append(errs, err)
+		}
+		return nil, fmt.Errorf("server %s: %w", name, errors.Join(errs...))
+	}
+	return &connector{name: name + " (" + strings.Join(server.Addresses, ", ") + ")", dial: dial}, nil
+}
+
+func mbitText(bps float64) string { return mbit(bps) + " Mbit/s" }
+
+// printRecord writes one line about a finished request.
+func printRecord(w io.Writer, r Record) {
+	if r.Error != "" {
+		fmt.Fprintf(w, "  %4d %-24s error: %s\n", r.ID, clip(r.Input, 24), r.Error)
+		return
+	}
+	plan := label(r)
+	if r.Codec != "" {
+		plan += " " + r.Codec
+	}
+	if r.Fallback {
+		plan += " (fallback)"
+	}
+	fmt.Fprintf(w, "  %4d %-24s %-22s %9s ms  %s\n", r.ID, clip(r.Input, 24), plan, ms(r.Total), r.Result)
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n+1:]
+}
+
+// sidecar is run.json: what ran, where, with what, and how it went.
+type sidecar struct {
+	Tracr       string            `json:"tracr"`
+	GitCommit   string            `json:"git_commit"`
+	GitModified bool              `json:"git_modified"`
+	GoVersion   string            `json:"go_version"`
+	ORT         string            `json:"onnxruntime"`
+	Machine     profiler.Machine  `json:"machine"`
+	Server      string            `json:"server"`
+	ServerInfo  *profiler.Machine `json:"server_machine,omitempty"`
+	Config      *Config           `json:"config"`
+	Options     sidecarOptions    `json:"options"`
+	Model       string            `json:"model"`
+	Synthetic   bool              `json:"synthetic_weights"`
+	Link        linkJSON          `json:"probed_link"`
+	Plans       []planJSON        `json:"plans"`
+	Breakpoints []breakpointJSON  `json:"breakpoints"`
+	Prepared    []string          `json:"prepared"`
+	Events      []eventJSON       `json:"events"`
+	Summary     summaryJSON       `json:"summary"`
+	Start       time.Time         `json:"start"`
+	End         time.Time         `json:"end"`
+	Interrupted bool              `json:"interrupted"`
+	Records     string            `json:"records"`
+}
+
+type sidecarOptions struct {
+	Adaptive  bool   `json:"adaptive"`
+	Cut       *int   `json:"cut,omitempty"`
+	Link      string `json:"link,omitempty"`
+	LinkTrace string `json:"link_trace,omitempty"`
+	InFlight  int    `json:"in_flight"`
+}
+
+type linkJSON struct {
+	UpMbit   float64 `json:"up_mbit"`
+	DownMbit float64 `json:"down_mbit"`
+	RTTms    float64 `json:"rtt_ms"`
+}
+
+type planJSON struct {
+	Plan        string  `json:"plan"`
+	Cut         int     `json:"cut"`
+	Codec       string  `json:"codec,omitempty"`
+	Bytes       int64   `json:"bytes"`
+	PredictedMs float64 `json:"predicted_ms"`
+	Feasible    bool    `json:"feasible"`
+}
+
+type breakpointJSON struct {
+	FromMbit float64 `json:"from_mbit"`
+	ToMbit   float64 `json:"to_mbit"` // -1: unbounded
+	Plan     string  `json:"plan"`
+	Codec    string  `json:"codec,omitempty"`
+}
+
+type eventJSON struct {
+	AtMs    float64 `json:"at_ms"`
+	Kind    string  `json:"kind"`
+	Request int     `json:"request"`
+	Message string  `json:"message"`
+}
+
+type summaryJSON struct {
+	Requests          int                `json:"requests"`
+	Failed            int                `json:"failed_inputs"`
+	Fallback          int                `json:"fallback"`
+	MedianMs          float64            `json:"median_ms"`
+	P90Ms             float64            `json:"p90_ms"`
+	MeanMs            float64            `json:"mean_ms"`
+	MedianPredictedMs float64            `json:"median_predicted_ms"`
+	PredictionError   float64            `json:"median_prediction_error"`
+	Throughput        float64            `json:"throughput_per_s"`
+	WallMs            float64            `json:"wall_ms"`
+	Plans             map[string]int     `json:"plans"`
+	OverheadMs        float64            `json:"overhead_median_ms"`
+	OverheadShare     float64            `json:"overhead_median_share"`
+	Stages            map[string]float64 `json:"stage_mean_ms"`
+	Bottleneck        string             `json:"bottleneck"`
+	Efficiency        float64            `json:"pipeline_efficiency"`
+}
+
+func msf(d time.Duration) float64 { return d.Seconds() * 1e3 }
+
+// gitCommit returns the commit checked out in the working folder and
+// whether the tree has changes; "" when there is no git or no checkout.
+func gitCommit(ctx context.Context) (string, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rev, err := exec.CommandContext(ctx, "git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		return "", false
+	}
+	status, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output()
+	return strings.TrimSpace(string(rev)), err == nil && len(bytes.TrimSpace(status)) > 0
+}
+
+func newSidecar(ctx context.Context, st *settings, server string, res *RunResult, start time.Time) sidecar {
+	p, o, s := res.Planned, res.Outcome, res.Summary
+	sc := sidecar{Tracr: "dev", GoVersion: "", Machine: profiler.DescribeMachine(ctx, ""), Server: server, Config: st.cfg,
+		Options: sidecarOptions{Adaptive: st.adaptive, Cut: st.cut, InFlight: cmpDefault(st.cfg.Run.InFlight, 3)},
+		Model:   p.Source, Synthetic: p.Synthetic, Link: linkJSON{p.Link.Up / 1e6, p.Link.Down / 1e6, msf(p.Link.RTT)},
+		Prepared: o.Prepared, Start: start, End: time.Now(), Interrupted: o.Interrupted, Records: filepath.Base(res.CSV)}
+	if st.link != nil {
+		sc.Options.Link = st.link.String()
+	}
+	if st.trace != nil {
+		sc.Options.LinkTrace = st.linkText()
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		sc.GoVersion = info.GoVersion
+		for _, kv := range info.Settings {
+			switch kv.Key {
+			case "vcs.revision":
+				sc.GitCommit = kv.Value
+			case "vcs.modified":
+				sc.GitModified = kv.Value == "true"
+			}
+		}
+	}
+	if sc.GitCommit == "" {
+		// Built without VCS stamping (-buildvcs=false): ask git about the
+		// working folder, which is the checkout when run from it.
+		sc.GitCommit, sc.GitModified = gitCommit(ctx)
+	}
+	if sc.GitCommit != "" {
+		sc.Tracr = sc.GitCommit[:min(12, len(sc.GitCommit))]
+		if sc.GitModified {
+			sc.Tracr += "-dirty"
+		}
+	}
+	if v, err := engine.Version(); err == nil {
+		sc.ORT = v
+	}
+	if p.ServerProfile != nil {
+		m := p.ServerProfile.Machine
+		sc.ServerInfo = &m
+	}
+	for _, pl := range p.Ranked {
+		sc.Plans = append(sc.Plans, planJSON{Plan: pl.Candidate.Name(), Cut: pl.Candidate.Cut, Codec: pl.Encoding.Codec,
+			Bytes: pl.Encoding.Bytes, PredictedMs: msf(pl.Breakdown.Total), Feasible: pl.Feasible})
+	}
+	for _, iv := range p.Breakpoints {
+		to := iv.To / 1e6
+		if iv.To > 1e300 {
+			to = -1
+		}
+		sc.Breakpoints = append(sc.Breakpoints, breakpointJSON{FromMbit: iv.From / 1e6, ToMbit: to, Plan: iv.Plan.Candidate.Name(), Codec: iv.Plan.Encoding.Codec})
+	}
+	for _, e := range o.Events {
+		sc.Events = append(sc.Events, eventJSON{AtMs: msf(e.At), Kind: e.Kind, Request: e.Request, Message: e.Message})
+	}
+	sc.Summary = summaryJSON{Requests: s.Requests, Failed: s.Failed, Fallback: s.Fallback, MedianMs: msf(s.MedianTotal), P90Ms: msf(s.P90Total),
+		MeanMs: msf(s.MeanTotal), MedianPredictedMs: msf(s.MedianPredicted), PredictionError: s.PredictionError, Throughput: s.Throughput,
+		WallMs: msf(s.Wall), Plans: s.Cuts, OverheadMs: msf(s.Overhead), OverheadShare: s.OverheadShare, Stages: map[string]float64{},
+		Bottleneck: s.Bottleneck, Efficiency: s.Efficiency}
+	for _, stg := range s.Stages {
+		sc.Summary.Stages[stg.Name] = msf(stg.Mean)
+	}
+	return sc
+}
