@@ -108,7 +108,10 @@ func (r Result) Summary() string {
 		c := r.Classes[0]
 		return fmt.Sprintf("%s %.2f", name(c.Label, c.Index), c.Prob)
 	}
-	parts := make([]string, 0, 3)
+	if len(r.Boxes) == 0 {
+		return "0 boxes"
+	}
+	parts := make([]string, 0, 4)
 	for i, b := range r.Boxes {
 		if i == 3 {
 			parts = append(parts, "...")
