@@ -2,30 +2,17 @@ package graph_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
+	"tracr/internal/orttest"
 
 	"tracr/engine"
 	"tracr/graph"
 	"tracr/tensor"
 )
 
-// requireORT skips when the ONNX Runtime library is absent (make setup
-// fetches it), unless TRACR_REQUIRE_ORT is set, as CI does: there a skip
-// would hide a broken set-up.
-func requireORT(t testing.TB) {
-	t.Helper()
-	if _, err := engine.LibraryPath(); err != nil {
-		if os.Getenv("TRACR_REQUIRE_ORT") != "" {
-			t.Fatalf("TRACR_REQUIRE_ORT is set: %v", err)
-		}
-		t.Skip(err)
-	}
-	if err := engine.Init(); err != nil {
-		t.Fatal(err)
-	}
-}
+// requireORT skips or fails the test without ONNX Runtime (orttest.Require).
+func requireORT(t testing.TB) { orttest.Require(t) }
 
 // inputsFor returns two input sets for a model: the one the check runs on,
 // and one whose dynamic dimensions differ (nil for static models), used to

@@ -13,31 +13,18 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"tracr/internal/orttest"
 
 	"google.golang.org/protobuf/proto"
 
-	"tracr/engine"
 	"tracr/graph"
 	"tracr/graph/onnxpb"
 	"tracr/tensor"
 	"tracr/zoo"
 )
 
-// requireORT skips the test when the ONNX Runtime library is missing, unless
-// TRACR_REQUIRE_ORT is set (as CI does), where a skip would hide a broken
-// set-up.
-func requireORT(t testing.TB) {
-	t.Helper()
-	if _, err := engine.LibraryPath(); err != nil {
-		if os.Getenv("TRACR_REQUIRE_ORT") != "" {
-			t.Fatalf("TRACR_REQUIRE_ORT is set: %v", err)
-		}
-		t.Skip(err.Error())
-	}
-	if err := engine.Init(); err != nil {
-		t.Fatal(err)
-	}
-}
+// requireORT skips or fails the test without ONNX Runtime (orttest.Require).
+func requireORT(t testing.TB) { orttest.Require(t) }
 
 // noGPU is an NVML library path that cannot load, so tests see the same
 // stats on machines with and without NVIDIA GPUs.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"tracr/internal/orttest"
 
 	"tracr/engine"
 	"tracr/graph"
@@ -22,21 +23,8 @@ import (
 	"tracr/zoo"
 )
 
-// requireORT skips the test when the ONNX Runtime library is missing, unless
-// TRACR_REQUIRE_ORT is set (as CI does), where a skip would hide a broken
-// set-up.
-func requireORT(t testing.TB) {
-	t.Helper()
-	if _, err := engine.LibraryPath(); err != nil {
-		if os.Getenv("TRACR_REQUIRE_ORT") != "" {
-			t.Fatalf("TRACR_REQUIRE_ORT is set: %v", err)
-		}
-		t.Skip(err.Error())
-	}
-	if err := engine.Init(); err != nil {
-		t.Fatal(err)
-	}
-}
+// requireORT skips or fails the test without ONNX Runtime (orttest.Require).
+func requireORT(t testing.TB) { orttest.Require(t) }
 
 // handPlanned builds a Planned without the profiler: the model, a sample
 // input, and candidates for the given cuts (0 = server-only, the last cut

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"tracr/internal/orttest"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -24,21 +25,8 @@ import (
 	"tracr/zoo"
 )
 
-// requireORT skips the test when the ONNX Runtime library is missing, unless
-// TRACR_REQUIRE_ORT is set (as CI does), where a skip would hide a broken
-// set-up.
-func requireORT(t testing.TB) {
-	t.Helper()
-	if _, err := engine.LibraryPath(); err != nil {
-		if os.Getenv("TRACR_REQUIRE_ORT") != "" {
-			t.Fatalf("TRACR_REQUIRE_ORT is set: %v", err)
-		}
-		t.Skip(err.Error())
-	}
-	if err := engine.Init(); err != nil {
-		t.Fatal(err)
-	}
-}
+// requireORT skips or fails the test without ONNX Runtime (orttest.Require).
+func requireORT(t testing.TB) { orttest.Require(t) }
 
 // sampleImage is a real photograph from the repository's samples.
 func sampleImage(t testing.TB) image.Image {

@@ -3,9 +3,9 @@ package zoo
 import (
 	"context"
 	"math"
-	"os"
 	"sync"
 	"testing"
+	"tracr/internal/orttest"
 
 	"google.golang.org/protobuf/proto"
 
@@ -14,21 +14,8 @@ import (
 	"tracr/tensor"
 )
 
-// requireORT skips the test when the ONNX Runtime library is missing, unless
-// TRACR_REQUIRE_ORT is set (as CI does), where a skip would hide a broken
-// set-up.
-func requireORT(t testing.TB) {
-	t.Helper()
-	if _, err := engine.LibraryPath(); err != nil {
-		if os.Getenv("TRACR_REQUIRE_ORT") != "" {
-			t.Fatalf("TRACR_REQUIRE_ORT is set: %v", err)
-		}
-		t.Skip(err.Error())
-	}
-	if err := engine.Init(); err != nil {
-		t.Fatal(err)
-	}
-}
+// requireORT skips or fails the test without ONNX Runtime (orttest.Require).
+func requireORT(t testing.TB) { orttest.Require(t) }
 
 // buildOnce builds each (name, size) once per test binary: AlexNet alone is
 // 61M weights.

@@ -7,19 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"tracr/engine"
+	"tracr/internal/orttest"
 )
 
-func requireORT(t *testing.T) {
-	t.Helper()
-	if _, err := engine.LibraryPath(); err != nil {
-		if os.Getenv("TRACR_REQUIRE_ORT") != "" {
-			t.Fatalf("TRACR_REQUIRE_ORT is set: %v", err)
-		}
-		t.Skip(err.Error())
-	}
-}
+// requireORT skips or fails the test without ONNX Runtime (orttest.Require).
+func requireORT(t *testing.T) { orttest.Require(t) }
 
 const mnist = "../../../shared/models/mnist-8.onnx"
 
