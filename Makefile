@@ -7,7 +7,7 @@ export CGO_ENABLED := 1
 # print pages of warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: setup build test run bench lint fuzz
+.PHONY: setup build test run bench bench-quick bench-go soak lint fuzz
 
 # setup fetches and verifies the ONNX Runtime shared library (outside the repo).
 setup:
@@ -28,8 +28,26 @@ test: setup
 run: setup build
 	./bin/tracr run --config config/yolov8.toml
 
-bench:
+# bench measures the headline figures side by side in one run (regret and
+# prediction error per model x link, runtime overhead, pipelined
+# throughput, adaptation on config/trace-50-2.csv, SSH vs TCP, codecs) and
+# writes results/bench/bench.{csv,json,md}; then the Go benchmarks.
+# bench-quick is the same table with smaller inputs (under 2 minutes).
+bench: setup build
+	./bin/tracr bench --out results/bench
+	$(MAKE) bench-go
+
+bench-quick: setup build
+	./bin/tracr bench --quick --out results/bench
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# soak runs 8 edge clients for 60 s against one loopback server, with the
+# link slowed 100x for 10 s a third of the way in: zero errors, peak RSS
+# and per-client latency.
+soak: setup build
+	./bin/tracr bench --soak 60s --clients 8 --slow 10s
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l is not empty:"; echo "$$out"; exit 1; fi

@@ -1,0 +1,211 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"tracr/engine"
+	"tracr/planner"
+	tr "tracr/runtime"
+	"tracr/transport"
+)
+
+// link is a named emulated link.
+type link struct {
+	name string
+	l    transport.Link
+}
+
+// links are the link presets of experiments (Neurosurgeon's measured 3G,
+// LTE and Wi-Fi rates, a gigabit LAN), copied rather than imported so that
+// bench does not depend on the sweep's package; quick mode drops 3g, whose
+// megabyte transfers take seconds each.
+func (b *bencher) links() []link {
+	all := []link{
+		{"3g", transport.Link{Up: 1.1e6, Down: 2.03e6, RTT: 100 * time.Millisecond}},
+		{"4g", transport.Link{Up: 5.85e6, Down: 13.76e6, RTT: 40 * time.Millisecond}},
+		{"wifi", transport.Link{Up: 18.88e6, Down: 54.97e6, RTT: 10 * time.Millisecond}},
+		{"gigabit", transport.Link{Up: 1e9, Down: 1e9, RTT: time.Millisecond}},
+	}
+	if b.opts.Quick {
+		return all[1:]
+	}
+	return all
+}
+
+// model is a zoo model at an input size.
+type model struct {
+	name string
+	size int
+}
+
+func (m model) String() string { return fmt.Sprintf("%s@%d", m.name, m.size) }
+
+func (b *bencher) models() []model {
+	if b.opts.Quick {
+		return []model{{"alexnet", 0}, {"yolov8n", 160}}
+	}
+	return []model{{"alexnet", 0}, {"yolov8n", 320}}
+}
+
+// budget is the longest predicted request measured; slower candidates are
+// reported as skipped.
+func (b *bencher) budget() time.Duration {
+	if b.opts.Quick {
+		return 1500 * time.Millisecond
+	}
+	return 4 * time.Second
+}
+
+// oneThread is the ONNX Runtime configuration of both sides: edge and
+// server share this machine's cores, and single-threaded sessions keep
+// one side's compute from depending on the other's load.
+var oneThread = engine.Options{Threads: 1}
+
+// testbed is a loopback server with an emulated link and a connection.
+type testbed struct {
+	state *transport.LinkState
+	lb    *transport.Loopback
+	c     *transport.Client
+}
+
+func newTestbed(ctx context.Context) (*testbed, error) {
+	state := transport.NewLinkState(transport.Link{})
+	lb, err := transport.StartLoopback(ctx, transport.LoopbackOptions{Link: state, Tail: transport.TailOptions{Engine: oneThread}})
+	if err != nil {
+		return nil, err
+	}
+	c, err := lb.Dial(ctx)
+	if err != nil {
+		lb.Close()
+		return nil, err
+	}
+	return &testbed{state: state, lb: lb, c: c}, nil
+}
+
+func (tb *testbed) close() {
+	tb.c.Close()
+	tb.lb.Close()
+}
+
+// plan profiles a model on both sides (no probe: the link is emulated).
+func (b *bencher) plan(ctx context.Context, tb *testbed, m model) (*tr.Planned, error) {
+	tb.state.Set(transport.Link{})
+	unlimited := planner.Link{Up: 1e9, Down: 1e9, RTT: time.Millisecond}
+	return tr.Plan(ctx, tb.c, tr.PlanOptions{Model: m.name, ImgSize: m.size, EdgeThreads: 1, Repeats: b.repeats,
+		Link: &unlimited, Preload: tb.lb.Preload})
+}
+
+// planning measures, per model and link, the planner's choice against the
+// other top candidates and the two baselines.
+func (b *bencher) planning(ctx context.Context) error {
+	tb, err := newTestbed(ctx)
+	if err != nil {
+		return err
+	}
+	defer tb.close()
+	var regrets, errs []float64
+	for _, m := range b.models() {
+		p, err := b.plan(ctx, tb, m)
+		if err != nil {
+			return fmt.Errorf("plan %s: %w", m, err)
+		}
+		m.size = p.Spec.ImgSize
+		b.logf("%s planned in %.1f s (%d candidates)", m, p.Took.Seconds(), len(p.Ranked))
+		for _, l := range b.links() {
+			r, e, err := b.cell(ctx, tb, p, m, l)
+			if err != nil {
+				return fmt.Errorf("%s on %s: %w", m, l.name, err)
+			}
+			if !math.IsNaN(r) {
+				regrets, errs = append(regrets, r), append(errs, e)
+			}
+		}
+	}
+	tb.state.Set(transport.Link{})
+	how := "median over the model x link cells above"
+	b.add(Figure{Section: "regret", Scope: "all cells", Metric: "median regret", Value: median(regrets), Unit: "x",
+		Detail: maxText(regrets), How: how})
+	b.add(Figure{Section: "prediction", Scope: "all cells", Metric: "median |pred-meas|/meas", Value: median(errs), Unit: "x",
+		Detail: fmt.Sprintf("%d cells", len(errs)), How: how + "; chosen plan, end to end"})
+	return nil
+}
+
+// cell measures one model on one link: the planner's top three, edge-only
+// and server-only, each with Measure (one request at a time, a warm-up,
+// then the median of repeats). It returns the regret and the chosen plan's
+// prediction error (NaN when nothing could be measured).
+func (b *bencher) cell(ctx context.Context, tb *testbed, p *tr.Planned, m model, l link) (float64, float64, error) {
+	p.Reprice(planner.Link(l.l))
+	tb.state.Set(l.l)
+	var cands []planner.Plan
+	seen := map[string]bool{}
+	pick := func(pl planner.Plan) {
+		key := pl.Candidate.Name() + "/" + pl.Encoding.Codec
+		if pl.Feasible && !seen[key] {
+			seen[key] = true
+			cands = append(cands, pl)
+		}
+	}
+	for i, pl := range p.Ranked {
+		if i < 3 {
+			pick(pl)
+		}
+	}
+	for _, pl := range p.Ranked {
+		if pl.Candidate.Kind == planner.KindEdgeOnly || pl.Candidate.Kind == planner.KindServerRaw {
+			pick(pl)
+		}
+	}
+	scope := m.String() + " " + l.name
+	var skipped []string
+	best, bestName := time.Duration(math.MaxInt64), ""
+	var chosen *tr.Measurement
+	for i, pl := range cands {
+		name := pl.Candidate.Name() + " " + pl.Encoding.Codec
+		if pl.Breakdown.Total > b.budget() {
+			skipped = append(skipped, fmt.Sprintf("%s (predicted %.1f s)", strings.TrimSpace(name), pl.Breakdown.Total.Seconds()))
+			continue
+		}
+		meas, err := p.Measure(ctx, tb.c, pl, b.repeats)
+		if err != nil {
+			return 0, 0, err
+		}
+		if i == 0 {
+			chosen = &meas
+		}
+		if meas.Total < best {
+			best, bestName = meas.Total, strings.TrimSpace(name)
+		}
+	}
+	how := fmt.Sprintf("Measure: loopback SSH, emulated link, 1 request at a time, median of %d; top 3 + edge-only + server-only; over %.1f s predicted skipped", b.repeats, b.budget().Seconds())
+	if chosen == nil {
+		b.add(Figure{Section: "regret", Scope: scope, Metric: "planned / best measured", Value: math.NaN(), Unit: "x",
+			Detail: "planned candidate over budget, not measured; skipped " + strings.Join(skipped, ", "), How: how})
+		return math.NaN(), math.NaN(), nil
+	}
+	top := cands[0]
+	regret := ratio(float64(chosen.Total), float64(best))
+	predErr := math.Abs(float64(top.Breakdown.Total-chosen.Total)) / float64(chosen.Total)
+	detail := fmt.Sprintf("planned %s %.1f ms vs best %s %.1f ms", strings.TrimSpace(top.Candidate.Name()+" "+top.Encoding.Codec), msf(chosen.Total), bestName, msf(best))
+	if len(skipped) > 0 {
+		detail += "; skipped " + strings.Join(skipped, ", ")
+	}
+	b.add(Figure{Section: "regret", Scope: scope, Metric: "planned / best measured", Value: regret, Unit: "x", Detail: detail, How: how})
+	b.add(Figure{Section: "prediction", Scope: scope, Metric: "|pred-meas|/meas", Value: predErr, Unit: "x",
+		Detail: fmt.Sprintf("predicted %.1f ms, measured %.1f ms", msf(top.Breakdown.Total), msf(chosen.Total)), How: "chosen plan, end to end, same Measure"})
+	b.logf("%s: regret %.3f, prediction error %.3f", scope, regret, predErr)
+	return regret, predErr, nil
+}
+
+// maxText describes the largest regret.
+func maxText(xs []float64) string {
+	if len(xs) == 0 {
+		return "no cell measured"
+	}
+	return fmt.Sprintf("max %.3fx over %d cells", slices.Max(xs), len(xs))
+}

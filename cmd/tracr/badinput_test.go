@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"tracr/engine"
+	"tracr/graph/onnxpb"
+	"tracr/zoo"
+)
+
+// unknownOpModel is a valid ONNX model whose one node is an operator no
+// runtime has: X[1,4] -> NoSuchOp -> Y.
+func unknownOpModel(t *testing.T) []byte {
+	t.Helper()
+	vi := func(name string) *onnxpb.ValueInfoProto {
+		return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+			TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(1), Shape: &onnxpb.TensorShapeProto{Dim: []*onnxpb.TensorShapeProto_Dimension{
+				{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 1}},
+				{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 4}},
+			}}}}}}
+	}
+	m := &onnxpb.ModelProto{IrVersion: proto.Int64(8), OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}},
+		Graph: &onnxpb.GraphProto{Name: proto.String("bad"), Input: []*onnxpb.ValueInfoProto{vi("X")}, Output: []*onnxpb.ValueInfoProto{vi("Y")},
+			Node: []*onnxpb.NodeProto{{Name: proto.String("n0"), OpType: proto.String("NoSuchOp"), Input: []string{"X"}, Output: []string{"Y"}}}}}
+	data, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestBadInputs runs the CLI on hostile or broken inputs: each must fail
+// with one clear line naming the problem and exit 1, and write nothing.
+func TestBadInputs(t *testing.T) {
+	if _, err := engine.LibraryPath(); err != nil {
+		if os.Getenv("TRACR_REQUIRE_ORT") != "" {
+			t.Fatalf("TRACR_REQUIRE_ORT is set: %v", err)
+		}
+		t.Skip(err.Error())
+	}
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	alexnet, _, _, err := zoo.Resolve(context.Background(), "alexnet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := write("truncated.onnx", alexnet[:len(alexnet)/3])
+	garbage := write("garbage.onnx", bytes.Repeat([]byte{0xff, 0x13, 0x00}, 1000))
+	unknown := write("unknown-op.onnx", unknownOpModel(t))
+	wrongType := write("wrong-type.toml", []byte("model = \"alexnet\"\n\n[edge]\nthreads = \"four\"\n"))
+	wrongKey := write("wrong-key.toml", []byte("model = \"alexnet\"\n[edge]\nthreds = 2\n"))
+	splitOut := filepath.Join(dir, "split-out")
+	tests := []struct {
+		name string
+		args []string
+		// want are substrings of the one-line error.
+		want []string
+	}{
+		{"truncated onnx, cuts", []string{"cuts", "--model", truncated}, []string{"truncated.onnx"}},
+		{"truncated onnx, split", []string{"split", "--model", truncated, "--cut", "3", "-o", splitOut}, []string{"truncated.onnx"}},
+		{"not onnx at all", []string{"cuts", "--model", garbage}, []string{"garbage.onnx"}},
+		// cuts and split without --verify only read the graph and accept
+		// an operator they do not know; ONNX Runtime rejects it when the
+		// model is run.
+		{"unknown op, split --verify", []string{"split", "--model", unknown, "--cut", "0", "--verify", "-o", splitOut}, []string{"NoSuchOp"}},
+		{"toml wrong type", []string{"run", "--config", wrongType}, []string{"wrong-type.toml:4", "threads"}},
+		{"toml unknown key", []string{"run", "--config", wrongKey}, []string{"wrong-key.toml:3", "threds"}},
+		{"missing config", []string{"run", "--config", filepath.Join(dir, "nope.toml")}, []string{"nope.toml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			status := run(append([]string{"tracr"}, tt.args...), &stdout, &stderr)
+			msg := stderr.String()
+			if status != 1 || !strings.HasPrefix(msg, "tracr: ") || strings.Count(msg, "\n") != 1 {
+				t.Fatalf("status %d, stderr %q: want 1 and one line \"tracr: ...\"", status, msg)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not mention %q", msg, w)
+				}
+			}
+			if _, err := os.Stat(splitOut); !os.IsNotExist(err) {
+				t.Errorf("%s was written (stat: %v)", splitOut, err)
+			}
+		})
+	}
+}
+
+// TestRunUnwritableOutput runs with an output folder that cannot be made
+// (below a regular file, which stands in for a read-only folder since root
+// could write one): one clear line naming it, exit 1, nothing written.
+func TestRunUnwritableOutput(t *testing.T) {
+	if _, err := engine.LibraryPath(); err != nil {
+		if os.Getenv("TRACR_REQUIRE_ORT") != "" {
+			t.Fatalf("TRACR_REQUIRE_ORT is set: %v", err)
+		}
+		t.Skip(err.Error())
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(file, "results")
+	cfg := writeConfig(t, dir, "model = \"alexnet\"\nserver = \"local\"\n[dataset]\nsynthetic = 2\n[output]\ndir = \""+out+"\"\n")
+	var stdout, stderr bytes.Buffer
+	status := run([]string{"tracr", "run", "--config", cfg, "--repeats", "1", "--quiet"}, &stdout, &stderr)
+	if status != 1 || !strings.Contains(stderr.String(), file) || strings.Count(stderr.String(), "\n") != 1 {
+		t.Fatalf("status %d, stderr %q: want 1 and one line naming %s", status, stderr.String(), file)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 { // file and run.toml
+		t.Errorf("%d entries in %s after the failure, want 2", len(entries), dir)
+	}
+}
