@@ -28,6 +28,7 @@ func commands() []*cli.Command {
 		runCommand(),
 		keysCommand(),
 		probeCommand(),
+		sweepCommand(),
 		benchCommand(),
 	}
 }
