@@ -142,25 +142,7 @@ func (b *bencher) planning(ctx context.Context) error {
 func (b *bencher) cell(ctx context.Context, tb *testbed, p *tr.Planned, m model, l link) (float64, float64, error) {
 	p.Reprice(planner.Link(l.l))
 	tb.state.Set(l.l)
-	var cands []planner.Plan
-	seen := map[string]bool{}
-	pick := func(pl planner.Plan) {
-		key := pl.Candidate.Name() + "/" + pl.Encoding.Codec
-		if pl.Feasible && !seen[key] {
-			seen[key] = true
-			cands = append(cands, pl)
-		}
-	}
-	for i, pl := range p.Ranked {
-		if i < 3 {
-			pick(pl)
-		}
-	}
-	for _, pl := range p.Ranked {
-		if pl.Candidate.Kind == planner.KindEdgeOnly || pl.Candidate.Kind == planner.KindServerRaw {
-			pick(pl)
-		}
-	}
+	cands := p.Contenders()
 	scope := m.String() + " " + l.name
 	var skipped []string
 	best, bestName := time.Duration(math.MaxInt64), ""

@@ -27,6 +27,32 @@ type Measurement struct {
 	Runs         int
 }
 
+// Contenders returns the plans worth measuring against each other: the
+// planner's top three and both baselines (edge-only, server-only raw),
+// feasible ones only, each once.
+func (p *Planned) Contenders() []planner.Plan {
+	var out []planner.Plan
+	seen := map[string]bool{}
+	add := func(pl planner.Plan) {
+		key := pl.Candidate.Name() + "/" + pl.Encoding.Codec
+		if pl.Feasible && !seen[key] {
+			seen[key] = true
+			out = append(out, pl)
+		}
+	}
+	for i, pl := range p.Ranked {
+		if i < 3 {
+			add(pl)
+		}
+	}
+	for _, pl := range p.Ranked {
+		if pl.Candidate.Kind == planner.KindEdgeOnly || pl.Candidate.Kind == planner.KindServerRaw {
+			add(pl)
+		}
+	}
+	return out
+}
+
 // Measure runs plan repeats times (after one untimed warm-up, which also
 // uploads the model and opens the server's session) and returns medians.
 func (p *Planned) Measure(ctx context.Context, c *transport.Client, plan planner.Plan, repeats int) (Measurement, error) {

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"tracr/internal/orttest"
 
 	"golang.org/x/crypto/ssh"
 	"google.golang.org/protobuf/proto"
@@ -24,21 +24,8 @@ import (
 	"tracr/tensor"
 )
 
-// needORT skips the test when the ONNX Runtime library is missing, unless
-// TRACR_REQUIRE_ORT is set (as CI does), where a skip would hide a broken
-// set-up.
-func needORT(t testing.TB) {
-	t.Helper()
-	if _, err := engine.LibraryPath(); err != nil {
-		if os.Getenv("TRACR_REQUIRE_ORT") != "" {
-			t.Fatalf("TRACR_REQUIRE_ORT is set: %v", err)
-		}
-		t.Skip(err.Error())
-	}
-	if err := engine.Init(); err != nil {
-		t.Fatal(err)
-	}
-}
+// needORT skips or fails the test without ONNX Runtime (orttest.Require).
+func needORT(t testing.TB) { orttest.Require(t) }
 
 // chainModelBytes builds a small float32 chain, x[1,16] -> MatMul -> Relu
 // -> MatMul -> Tanh -> Add -> y[1,16], whose every prefix is a cut.

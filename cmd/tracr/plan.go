@@ -69,26 +69,8 @@ func planCommand() *cli.Command {
 
 // validate measures the top three plans and both baselines.
 func validate(c *cli.Context, sc *serverConn, p *runtime.Planned) ([]runtime.Measurement, error) {
-	var pick []planner.Plan
-	seen := map[string]bool{}
-	add := func(pl planner.Plan) {
-		if k := pl.Candidate.Name(); pl.Feasible && !seen[k] {
-			seen[k] = true
-			pick = append(pick, pl)
-		}
-	}
-	for i, pl := range p.Ranked {
-		if i < 3 {
-			add(pl)
-		}
-	}
-	for _, pl := range p.Ranked {
-		if pl.Candidate.Kind == planner.KindEdgeOnly || pl.Candidate.Kind == planner.KindServerRaw {
-			add(pl)
-		}
-	}
 	var out []runtime.Measurement
-	for _, pl := range pick {
+	for _, pl := range p.Contenders() {
 		m, err := p.Measure(c.Context, sc.Client, pl, c.Int("validate-runs"))
 		if err != nil {
 			return nil, fmt.Errorf("validate: %w", err)
