@@ -44,10 +44,28 @@ type DatasetConfig struct {
 	Limit     int    `toml:"limit"` // at most this many inputs (0 = all)
 }
 
-// EdgeConfig sets ONNX Runtime on the edge.
+// EdgeConfig sets ONNX Runtime on the edge, and optionally emulates a
+// slower edge device.
 type EdgeConfig struct {
 	Threads  int    `toml:"threads"`
 	Provider string `toml:"provider"`
+	// Slowdown emulates an edge device this many times slower than the
+	// machine tracr runs on (0 or 1 = off): after each edge compute of
+	// duration d the edge sleeps (Slowdown-1)*d, and planning prices edge
+	// times at Slowdown times the measured ones. See MaxEdgeSlowdown.
+	Slowdown float64 `toml:"slowdown"`
+}
+
+// MaxEdgeSlowdown is the largest edge slowdown a run accepts.
+const MaxEdgeSlowdown = 1000
+
+// CheckEdgeSlowdown returns an error when f is not an edge slowdown: a
+// number from 1 to MaxEdgeSlowdown, or 0 for off.
+func CheckEdgeSlowdown(f float64) error {
+	if f != 0 && !(f >= 1 && f <= MaxEdgeSlowdown) {
+		return fmt.Errorf("%g: want a factor from 1 (off) to %d", f, MaxEdgeSlowdown)
+	}
+	return nil
 }
 
 // CodecConfig is the codec policy: which encodings may carry crossing
@@ -118,6 +136,9 @@ func (c *Config) check(path string) error {
 	}
 	if p := c.Edge.Provider; p != "" && p != "cpu" && p != "cuda" {
 		errs = append(errs, fmt.Sprintf(`[edge] "provider" %q: want cpu or cuda`, p))
+	}
+	if err := CheckEdgeSlowdown(c.Edge.Slowdown); err != nil {
+		errs = append(errs, fmt.Sprintf(`[edge] "slowdown" %v`, err))
 	}
 	if c.Run.InFlight < 0 {
 		errs = append(errs, `[run] "in_flight" must be >= 0`)

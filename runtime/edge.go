@@ -23,12 +23,14 @@ import (
 type edgeSessions struct {
 	full  *engine.Session
 	heads map[int]*engine.Session // by cut ID; cut 0 and edge-only have none
+	// slowdown emulates a slower edge device (0 or 1: off); see run.
+	slowdown float64
 }
 
 // openEdge opens the full model and the heads of cuts, and runs each once
-// on the sample input.
-func openEdge(ctx context.Context, p *Planned, cuts []int) (*edgeSessions, error) {
-	e := &edgeSessions{heads: map[int]*engine.Session{}}
+// on the sample input (at full speed: the slowdown applies to requests).
+func openEdge(ctx context.Context, p *Planned, cuts []int, slowdown float64) (*edgeSessions, error) {
+	e := &edgeSessions{heads: map[int]*engine.Session{}, slowdown: slowdown}
 	var err error
 	if e.full, err = engine.NewSession(p.ModelBytes, p.Edge); err != nil {
 		return nil, fmt.Errorf("edge: whole model: %w", err)
@@ -70,6 +72,39 @@ func (e *edgeSessions) close() {
 	}
 }
 
+// run runs s on inputs as the emulated edge device: after the real
+// compute of duration d it sleeps (slowdown-1)*d, so the CPU is free
+// meanwhile and the request takes what the slower device would.
+func (e *edgeSessions) run(ctx context.Context, s *engine.Session, inputs []tensor.Tensor) ([]tensor.Tensor, error) {
+	t0 := time.Now()
+	outs, err := s.Run(ctx, inputs)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := slowEdge(ctx, time.Since(t0), e.slowdown); err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+// slowEdge emulates an edge device f times slower than this machine (f
+// of 0 or 1: off) after a compute that took d here: it sleeps (f-1)*d,
+// ending early with ctx's error, and returns the emulated time d*f.
+func slowEdge(ctx context.Context, d time.Duration, f float64) (time.Duration, error) {
+	if f <= 1 {
+		return d, nil
+	}
+	emulated := slowed(d, f)
+	t := time.NewTimer(emulated - d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return emulated, nil
+	case <-ctx.Done():
+		return emulated, fmt.Errorf("emulated edge slowdown: %w", ctx.Err())
+	}
+}
+
 // pickInputs returns the tensors a session reads, by name: a head reads
 // only the graph inputs its nodes use.
 func pickInputs(ts []tensor.Tensor, want []engine.IOInfo) []tensor.Tensor {
@@ -98,7 +133,7 @@ func (e *edgeSessions) head(ctx context.Context, plan planner.Plan, inputs []ten
 		// Every plan the run may use is prepared by openEdge.
 		return nil, fmt.Errorf("no head session prepared for cut %d", c.Cut)
 	}
-	out, err := s.Run(ctx, pickInputs(inputs, s.Inputs()))
+	out, err := e.run(ctx, s, pickInputs(inputs, s.Inputs()))
 	if err != nil {
 		return nil, fmt.Errorf("head of cut %d: %w", c.Cut, err)
 	}
@@ -107,10 +142,11 @@ func (e *edgeSessions) head(ctx context.Context, plan planner.Plan, inputs []ten
 
 // local runs the whole model on the edge and post-processes its outputs:
 // an edge-only request, or a fallback. It returns the result and the
-// compute and post-processing times.
+// compute (as the emulated edge device takes it) and post-processing
+// times.
 func (e *edgeSessions) local(ctx context.Context, post *zoo.PostSpec, inputs []tensor.Tensor) (zoo.Result, time.Duration, time.Duration, error) {
 	t0 := time.Now()
-	outs, err := e.full.Run(ctx, inputs)
+	outs, err := e.run(ctx, e.full, inputs)
 	if err != nil {
 		return zoo.Result{}, 0, 0, fmt.Errorf("edge: %w", err)
 	}

@@ -42,6 +42,12 @@ type ExecOptions struct {
 	// on the old plan, so it also bounds how many requests an adaptive run
 	// takes to switch.
 	InFlight int
+	// EdgeSlowdown emulates an edge device this many times slower than
+	// this machine (0 or 1 = off; normally Planned.EdgeSlowdown, so that
+	// the run is the device the plan priced): after each edge compute of
+	// duration d the edge sleeps (EdgeSlowdown-1)*d, and the records and
+	// the re-planner see the emulated time.
+	EdgeSlowdown float64
 
 	// Client is the connection to the server; Execute owns it from now
 	// on and closes it. Dial makes a new connection after the server is
@@ -217,6 +223,9 @@ func newExecutor(ctx context.Context, opts ExecOptions) (*executor, error) {
 	if opts.Dataset == nil {
 		return nil, errors.New("execute: no dataset")
 	}
+	if err := CheckEdgeSlowdown(opts.EdgeSlowdown); err != nil {
+		return nil, fmt.Errorf("execute: edge slowdown %w", err)
+	}
 	opts.InFlight = cmpDefault(opts.InFlight, 3)
 	opts.ReconnectMin = cmpDefault(opts.ReconnectMin, 100*time.Millisecond)
 	opts.ReconnectMax = max(cmpDefault(opts.ReconnectMax, 5*time.Second), opts.ReconnectMin)
@@ -267,7 +276,7 @@ func newExecutor(ctx context.Context, opts ExecOptions) (*executor, error) {
 		cuts = append(cuts, c.Cut)
 	}
 	var err error
-	if x.edge, err = openEdge(ctx, p, cuts); err != nil {
+	if x.edge, err = openEdge(ctx, p, cuts, opts.EdgeSlowdown); err != nil {
 		return nil, err
 	}
 	if !serverless {
@@ -585,7 +594,7 @@ func (x *executor) dispatch(r *request) {
 	c, gen := x.choose(r)
 	r.start = time.Now()
 	if r.plan.Candidate.Kind == planner.KindEdgeOnly {
-		outs, err := x.edge.full.Run(x.reqCtx, r.input)
+		outs, err := x.edge.run(x.reqCtx, x.edge.full, r.input)
 		r.edge = time.Since(r.start)
 		if err != nil {
 			x.finish(r, fmt.Errorf("edge: %w", err))

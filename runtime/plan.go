@@ -30,6 +30,11 @@ type PlanOptions struct {
 	// EdgeThreads and EdgeProvider configure ONNX Runtime on the edge.
 	EdgeThreads  int
 	EdgeProvider string
+	// EdgeSlowdown emulates an edge device this many times slower than
+	// this machine (0 or 1 = off): the edge profile stays the real
+	// measurement, and every candidate's edge time is priced at
+	// EdgeSlowdown times it (see EdgeConfig.Slowdown).
+	EdgeSlowdown float64
 	// Repeats is the number of timed runs per profile measurement (0 =
 	// the profiler's default).
 	Repeats   int
@@ -90,6 +95,9 @@ type Planned struct {
 	Crossing map[int][]string
 	// Edge is the ONNX Runtime configuration of the edge's sessions.
 	Edge engine.Options
+	// EdgeSlowdown is PlanOptions.EdgeSlowdown: the emulated edge device
+	// the candidates are priced for, and Measure runs as.
+	EdgeSlowdown float64
 	// Took is how long planning took (profiles, probe, byte measurements
 	// and ranking), PlanTook the pure planner's share (Rank and
 	// Breakpoints).
@@ -104,11 +112,15 @@ func (p *Planned) Best() planner.Plan { return p.Ranked[0] }
 // a sample input, and ranks every candidate.
 func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned, error) {
 	start := time.Now()
+	if err := CheckEdgeSlowdown(opts.EdgeSlowdown); err != nil {
+		return nil, fmt.Errorf("plan: edge slowdown %w", err)
+	}
 	p, err := load(ctx, opts.Model, opts.ImgSize)
 	if err != nil {
 		return nil, err
 	}
 	p.Edge = engine.Options{Threads: opts.EdgeThreads, Provider: opts.EdgeProvider}
+	p.EdgeSlowdown = opts.EdgeSlowdown
 	if opts.Preload != nil {
 		if err := opts.Preload(p.ModelBytes); err != nil {
 			return nil, err
@@ -247,7 +259,7 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 			return nil, fmt.Errorf("the server profile lacks cut %d; profiles of different models?", ct.ID)
 		}
 		p.Crossing[ct.ID] = cut.Names()
-		c := planner.Candidate{Kind: planner.KindCut, Cut: ct.ID, Edge: edgeTime[ct.ID], Server: st, ResultBytes: resultBytes}
+		c := planner.Candidate{Kind: planner.KindCut, Cut: ct.ID, Edge: slowed(edgeTime[ct.ID], p.EdgeSlowdown), Server: st, ResultBytes: resultBytes}
 		switch ct.ID {
 		case 0:
 			c.Kind, c.Edge = planner.KindServerRaw, 0
@@ -276,6 +288,15 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 		}
 	}
 	return out, nil
+}
+
+// slowed returns d as an edge device f times slower takes (f of 0 or 1:
+// d itself).
+func slowed(d time.Duration, f float64) time.Duration {
+	if f <= 1 {
+		return d
+	}
+	return time.Duration(float64(d) * f)
 }
 
 // tensorsAtCuts runs the model once on the sample with every crossing

@@ -42,6 +42,9 @@ type RunOptions struct {
 	// Repeats is the number of timed runs per profile measurement (0:
 	// the profiler's default).
 	Repeats int
+	// EdgeSlowdown, when not 0, overrides the configuration's [edge]
+	// slowdown (see EdgeConfig.Slowdown).
+	EdgeSlowdown float64
 	// Out receives progress, events and the summary; nil discards them.
 	Out io.Writer
 	// Quiet leaves out the line per request.
@@ -68,6 +71,7 @@ type settings struct {
 	server    string
 	adaptive  bool
 	cut       *int
+	slowdown  float64 // the edge slowdown in force (0 or 1: off)
 }
 
 // Run runs a configuration end to end: it connects to the server (the
@@ -109,8 +113,11 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 	if state != nil {
 		fmt.Fprintf(out, "link   emulated %s\n", st.linkText())
 	}
+	if st.slowdown > 1 {
+		fmt.Fprintf(out, "edge   emulated %gx slower than this machine\n", st.slowdown)
+	}
 	p, err := Plan(ctx, client, PlanOptions{Model: cfg.Model, ImgSize: cfg.ImgSize, EdgeThreads: cfg.Edge.Threads,
-		EdgeProvider: cfg.Edge.Provider, Repeats: opts.Repeats, Objective: st.objective, AllowLossy: cfg.Codec.AllowLossy, Codecs: st.codecs})
+		EdgeProvider: cfg.Edge.Provider, EdgeSlowdown: st.slowdown, Repeats: opts.Repeats, Objective: st.objective, AllowLossy: cfg.Codec.AllowLossy, Codecs: st.codecs})
 	if err != nil {
 		client.Close()
 		return nil, err
@@ -155,7 +162,7 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 	}
 	started := time.Now()
 	exec := ExecOptions{Planned: p, Plan: plan, Adaptive: st.adaptive, Dataset: ds, Limit: cfg.Dataset.Limit, InFlight: cfg.Run.InFlight,
-		Client: client, Dial: srv.dial, Records: rw, Overlays: overlays, Log: out,
+		EdgeSlowdown: st.slowdown, Client: client, Dial: srv.dial, Records: rw, Overlays: overlays, Log: out,
 		Link: st.recordLink(state, p.Link)}
 	if st.trace != nil {
 		// The trace's clock starts with the first request, not with the
@@ -188,7 +195,14 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 // resolve merges the command line into the configuration and checks what
 // the configuration file's own check does not: values the run parses.
 func resolve(cfg *Config, opts RunOptions) (*settings, error) {
-	st := &settings{cfg: cfg, opts: opts, server: cfg.Server, adaptive: cfg.Run.Adaptive || opts.Adaptive, cut: cfg.Run.Cut}
+	st := &settings{cfg: cfg, opts: opts, server: cfg.Server, adaptive: cfg.Run.Adaptive || opts.Adaptive, cut: cfg.Run.Cut,
+		slowdown: cfg.Edge.Slowdown}
+	if opts.EdgeSlowdown != 0 {
+		if err := CheckEdgeSlowdown(opts.EdgeSlowdown); err != nil {
+			return nil, fmt.Errorf("--edge-slowdown %w", err)
+		}
+		st.slowdown = opts.EdgeSlowdown
+	}
 	if opts.Server != "" {
 		st.server = opts.Server
 	}
@@ -467,6 +481,9 @@ type sidecarOptions struct {
 	Link      string `json:"link,omitempty"`
 	LinkTrace string `json:"link_trace,omitempty"`
 	InFlight  int    `json:"in_flight"`
+	// EdgeSlowdown is the edge slowdown in force (1: off), the config's
+	// or --edge-slowdown's.
+	EdgeSlowdown float64 `json:"edge_slowdown"`
 }
 
 type linkJSON struct {
@@ -535,8 +552,9 @@ func gitCommit(ctx context.Context) (string, bool) {
 func newSidecar(ctx context.Context, st *settings, server string, res *RunResult, start time.Time) sidecar {
 	p, o, s := res.Planned, res.Outcome, res.Summary
 	sc := sidecar{Tracr: "dev", GoVersion: "", Machine: profiler.DescribeMachine(ctx, ""), Server: server, Config: st.cfg,
-		Options: sidecarOptions{Adaptive: st.adaptive, Cut: st.cut, InFlight: cmpDefault(st.cfg.Run.InFlight, 3)},
-		Model:   p.Source, Synthetic: p.Synthetic, Link: linkJSON{p.Link.Up / 1e6, p.Link.Down / 1e6, msf(p.Link.RTT)},
+		Options: sidecarOptions{Adaptive: st.adaptive, Cut: st.cut, InFlight: cmpDefault(st.cfg.Run.InFlight, 3),
+			EdgeSlowdown: max(st.slowdown, 1)},
+		Model: p.Source, Synthetic: p.Synthetic, Link: linkJSON{p.Link.Up / 1e6, p.Link.Down / 1e6, msf(p.Link.RTT)},
 		Prepared: o.Prepared, Start: start, End: time.Now(), Interrupted: o.Interrupted, Records: filepath.Base(res.CSV)}
 	if st.link != nil {
 		sc.Options.Link = st.link.String()

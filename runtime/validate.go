@@ -55,6 +55,7 @@ func (p *Planned) Contenders() []planner.Plan {
 
 // Measure runs plan repeats times (after one untimed warm-up, which also
 // uploads the model and opens the server's session) and returns medians.
+// The edge's compute runs as the emulated device of p.EdgeSlowdown.
 func (p *Planned) Measure(ctx context.Context, c *transport.Client, plan planner.Plan, repeats int) (Measurement, error) {
 	m := Measurement{Plan: plan, Runs: repeats}
 	run, closeFn, err := p.request(ctx, c, plan)
@@ -90,6 +91,9 @@ func (p *Planned) request(ctx context.Context, c *transport.Client, plan planner
 			t0 := time.Now()
 			outs, err := s.Run(ctx, p.Sample)
 			if err != nil {
+				return 0, 0, err
+			}
+			if _, err := slowEdge(ctx, time.Since(t0), p.EdgeSlowdown); err != nil {
 				return 0, 0, err
 			}
 			if p.Spec.Task != "" {
@@ -130,6 +134,9 @@ func (p *Planned) request(ctx context.Context, c *transport.Client, plan planner
 		if head != nil {
 			var err error
 			if mid, err = head.Run(ctx, p.Sample); err != nil {
+				return 0, 0, err
+			}
+			if _, err := slowEdge(ctx, time.Since(t0), p.EdgeSlowdown); err != nil {
 				return 0, 0, err
 			}
 		}

@@ -27,6 +27,7 @@ func planCommand() *cli.Command {
 			&cli.StringFlag{Name: "objective", Value: "latency", Usage: "latency or throughput"},
 			&cli.IntFlag{Name: "threads", Usage: "edge ONNX Runtime threads (0 = ONNX Runtime's default)"},
 			&cli.IntFlag{Name: "repeats", Usage: "timed runs per profile measurement (0 = default)"},
+			&cli.Float64Flag{Name: "edge-slowdown", Value: 1, Usage: "emulate an edge device this many times slower than this machine (edge times priced at this factor)"},
 			&cli.BoolFlag{Name: "lossy", Usage: "also consider lossy codecs (fp16, int8, JPEG)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			&cli.BoolFlag{Name: "validate", Usage: "run the top three plans and both baselines for real; print predicted vs measured"},
@@ -37,13 +38,16 @@ func planCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("--objective: %w", err)
 			}
+			if c.Float64("edge-slowdown") == 0 {
+				return fmt.Errorf("--edge-slowdown 0: want a factor from 1 (off) to %d", runtime.MaxEdgeSlowdown)
+			}
 			sc, err := connect(c.Context, c)
 			if err != nil {
 				return err
 			}
 			defer sc.Close()
 			p, err := runtime.Plan(c.Context, sc.Client, runtime.PlanOptions{
-				Model: c.String("model"), ImgSize: c.Int("img-size"), EdgeThreads: c.Int("threads"),
+				Model: c.String("model"), ImgSize: c.Int("img-size"), EdgeThreads: c.Int("threads"), EdgeSlowdown: c.Float64("edge-slowdown"),
 				Repeats: c.Int("repeats"), Objective: obj, AllowLossy: c.Bool("lossy"), Preload: sc.Preload(),
 			})
 			if err != nil {
@@ -133,6 +137,9 @@ func writePlan(ctx context.Context, w io.Writer, server, link string, p *runtime
 	fmt.Fprintf(w, "model %s (%s): %d compute nodes, %s\n", p.Source, weights, len(p.Model.Nodes()), p.Problem.Objective)
 	fmt.Fprintf(w, "edge:   %s, %d threads, whole model %s ms (fusion error %.1f%%)\n", p.EdgeProfile.Machine.CPUModel,
 		p.EdgeProfile.Threads, msText(p.EdgeProfile.Whole.Median), 100*p.EdgeProfile.FusionError)
+	if p.EdgeSlowdown > 1 {
+		fmt.Fprintf(w, "        emulating an edge device %gx slower: edge times below are priced at %gx the measured ones\n", p.EdgeSlowdown, p.EdgeSlowdown)
+	}
 	fmt.Fprintf(w, "server: %s, whole model %s ms\n", server, msText(p.ServerProfile.Whole.Median))
 	emu := ""
 	if link != "" {
