@@ -157,12 +157,13 @@ func TestExecuteEdgeSlowdown(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// The bound above is looser than the one below: a compute that
-			// follows an idle sleep runs somewhat slower than one that
-			// follows another back to back (cold caches, a lower clock),
-			// and the sleep scales that real time.
+			// follows an idle sleep runs slower than one that follows
+			// another back to back (cold caches, a lower clock; up to about
+			// 2x on this shared machine), and the sleep scales that real
+			// time. Applying the slowdown twice would give 9x or more.
 			base, slow := tt.edge(t, tt.cut, 1), tt.edge(t, tt.cut, 3)
-			if r := float64(slow) / float64(base); r < 2.2 || r > 5 {
-				t.Errorf("median edge %v at slowdown 3, %v without: ratio %.2f, want about 3", slow, base, r)
+			if r := float64(slow) / float64(base); r < 2.2 || r > 8 {
+				t.Errorf("median edge %v at slowdown 3, %v without: ratio %.2f, want about 3 (2.2 to 8)", slow, base, r)
 			}
 		})
 	}
