@@ -8,7 +8,6 @@ import (
 
 	"tracr/graph"
 	"tracr/planner"
-	"tracr/transport"
 )
 
 // TestPlanEndToEnd plans a small built-in detector against the embedded
@@ -18,11 +17,7 @@ func TestPlanEndToEnd(t *testing.T) {
 	requireORT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	lb, err := transport.StartLoopback(ctx, transport.LoopbackOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lb.Close()
+	lb := startLoopback(t, nil)
 	c, err := lb.Dial(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"tracr/engine"
 	"tracr/netprobe"
 	"tracr/planner"
-	"tracr/transport"
 	"tracr/zoo"
 )
 
@@ -54,11 +53,7 @@ func TestPlanEdgeSlowdown(t *testing.T) {
 	if _, err := Plan(ctx, nil, PlanOptions{Model: "yolov8n", EdgeSlowdown: 0.5}); err == nil || !strings.Contains(err.Error(), "slowdown") {
 		t.Errorf("slowdown 0.5: err = %v", err)
 	}
-	lb, err := transport.StartLoopback(ctx, transport.LoopbackOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lb.Close()
+	lb := startLoopback(t, nil)
 	c, err := lb.Dial(ctx)
 	if err != nil {
 		t.Fatal(err)
