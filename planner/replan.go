@@ -20,6 +20,12 @@ type Observation struct {
 	// ProbeBits is an uplink bandwidth measured by an active probe (bits
 	// per second), 0 when none ran.
 	ProbeBits float64
+	// Late marks a transfer still under way: UpBytes had not all crossed
+	// the uplink after Up, so the uplink is at most UpBytes/Up, and the
+	// estimate drops to that bound when it is above it (a transfer that
+	// stalls moves the plan before it ends). Late observations carry no
+	// compute times.
+	Late bool
 }
 
 // Decision is the re-planner's answer to an observation.
@@ -170,6 +176,12 @@ func (r *Replanner) Observe(o Observation) Decision {
 // from the estimate (beyond 2x) replaces it, so a step change is followed
 // at once; others are averaged in (EWMA, weight 1/2) to ride out noise.
 func (r *Replanner) learn(o Observation) {
+	if o.Late {
+		if o.UpBytes >= r.cfg.MinBytes && o.Up > 0 {
+			r.bw = min(r.bw, float64(o.UpBytes)*8/o.Up.Seconds())
+		}
+		return
+	}
 	obs := o.ProbeBits
 	if obs <= 0 && o.UpBytes >= r.cfg.MinBytes && o.Up > 0 {
 		obs = float64(o.UpBytes) * 8 / o.Up.Seconds()

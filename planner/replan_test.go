@@ -121,3 +121,36 @@ func TestNewReplannerNeedsAPlan(t *testing.T) {
 		t.Error("no candidates, but a replanner")
 	}
 }
+
+func TestReplannerLateTransferBoundsBandwidth(t *testing.T) {
+	r := newReplanner(t, mbit(500))
+	cur := r.Current()
+	if cur.Encoding.Bytes == 0 {
+		t.Fatalf("starting plan %s sends nothing", cur.Candidate.Name())
+	}
+	b := cur.Encoding.Bytes
+	// Still under way after the time it takes at 100 Mbit/s: the uplink is
+	// at most 100 Mbit/s.
+	late := Observation{Cut: cur.Candidate.Cut, Kind: cur.Candidate.Kind, UpBytes: b, Late: true,
+		Up: time.Duration(float64(b) * 8 / mbit(100) * 1e9)}
+	r.Observe(late)
+	if got := r.Bandwidth(); got < mbit(99) || got > mbit(101) {
+		t.Errorf("bandwidth after a late transfer = %.1f Mbit/s, want the 100 Mbit/s bound", got/1e6)
+	}
+	// A bound above the estimate says nothing.
+	late.Up /= 10
+	r.Observe(late)
+	if got := r.Bandwidth(); got > mbit(101) {
+		t.Errorf("a bound of 1000 Mbit/s raised the estimate to %.1f Mbit/s", got/1e6)
+	}
+	// A transfer stalled long enough moves the plan to the edge before it
+	// ends, with no full observation at all.
+	late.Up = time.Duration(float64(b) * 8 / mbit(1) * 1e9)
+	switched := false
+	for i := 0; i < 3 && !switched; i++ {
+		switched = r.Observe(late).Switch
+	}
+	if !switched || r.Current().Candidate.Kind != KindEdgeOnly {
+		t.Errorf("after stalled transfers the plan is %s (switched %v), want edge-only", r.Current().Candidate.Name(), switched)
+	}
+}

@@ -86,8 +86,11 @@ type RunConfig struct {
 	// InFlight bounds the requests in flight, from edge compute to result (default 3).
 	InFlight int `toml:"in_flight"`
 	// Cut forces a cut ID (-1 or unset = plan it).
-	Cut       *int   `toml:"cut"`
-	Adaptive  bool   `toml:"adaptive"`
+	Cut      *int `toml:"cut"`
+	Adaptive bool `toml:"adaptive"`
+	// Rescue, when false, turns off an adaptive run's rescue of requests
+	// whose answer is late (default on; see ExecOptions.NoRescue).
+	Rescue    *bool  `toml:"rescue"`
 	Link      string `toml:"link"`
 	LinkTrace string `toml:"link_trace"`
 	Objective string `toml:"objective"`

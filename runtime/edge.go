@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"tracr/engine"
@@ -24,18 +25,24 @@ type edgeSessions struct {
 	full  *engine.Session
 	heads map[int]*engine.Session // by cut ID; cut 0 and edge-only have none
 	// slowdown emulates a slower edge device (0 or 1: off); see run.
+	// ref holds each session's reference compute time for it.
 	slowdown float64
+	ref      map[*engine.Session]time.Duration
+	// busy makes the edge one device: it computes one request at a time
+	// (a fallback or rescue waits for the head in progress), which also
+	// keeps an emulated slow edge from computing several in parallel.
+	busy sync.Mutex
 }
 
 // openEdge opens the full model and the heads of cuts, and runs each once
 // on the sample input (at full speed: the slowdown applies to requests).
 func openEdge(ctx context.Context, p *Planned, cuts []int, slowdown float64) (*edgeSessions, error) {
-	e := &edgeSessions{heads: map[int]*engine.Session{}, slowdown: slowdown}
+	e := &edgeSessions{heads: map[int]*engine.Session{}, slowdown: slowdown, ref: map[*engine.Session]time.Duration{}}
 	var err error
 	if e.full, err = engine.NewSession(p.ModelBytes, p.Edge); err != nil {
 		return nil, fmt.Errorf("edge: whole model: %w", err)
 	}
-	if _, err := e.full.Run(ctx, p.Sample); err != nil {
+	if err := e.warm(ctx, e.full, p.Sample); err != nil {
 		e.close()
 		return nil, fmt.Errorf("edge: whole model: warm-up: %w", err)
 	}
@@ -55,12 +62,38 @@ func openEdge(ctx context.Context, p *Planned, cuts []int, slowdown float64) (*e
 			return nil, fmt.Errorf("edge: head of cut %d: %w", k, err)
 		}
 		e.heads[k] = s
-		if _, err := s.Run(ctx, pickInputs(p.Sample, s.Inputs())); err != nil {
+		if err := e.warm(ctx, s, pickInputs(p.Sample, s.Inputs())); err != nil {
 			e.close()
 			return nil, fmt.Errorf("edge: head of cut %d: warm-up: %w", k, err)
 		}
 	}
 	return e, nil
+}
+
+// warmRuns is how many timed runs give a session's reference compute
+// time under an edge slowdown.
+const warmRuns = 5
+
+// warm runs s once, and when the edge is slowed warmRuns more times,
+// keeping their median as s's reference compute time.
+func (e *edgeSessions) warm(ctx context.Context, s *engine.Session, inputs []tensor.Tensor) error {
+	if _, err := s.Run(ctx, inputs); err != nil {
+		return err
+	}
+	if e.slowdown <= 1 {
+		return nil
+	}
+	times := make([]time.Duration, warmRuns)
+	for i := range times {
+		t0 := time.Now()
+		if _, err := s.Run(ctx, inputs); err != nil {
+			return err
+		}
+		times[i] = time.Since(t0)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	e.ref[s] = times[len(times)/2]
+	return nil
 }
 
 func (e *edgeSessions) close() {
@@ -73,29 +106,40 @@ func (e *edgeSessions) close() {
 }
 
 // run runs s on inputs as the emulated edge device: after the real
-// compute of duration d it sleeps (slowdown-1)*d, so the CPU is free
-// meanwhile and the request takes what the slower device would.
+// compute it sleeps (slowdown-1) times s's reference compute time (the
+// median of its warm-up runs), so the CPU is free meanwhile and the
+// request takes what the slower device would. Sleeping a multiple of the
+// reference rather than of this compute keeps this machine's noise
+// (another process's load, a cold cache after the sleep) from being
+// multiplied by the factor. Runs take turns (see busy).
 func (e *edgeSessions) run(ctx context.Context, s *engine.Session, inputs []tensor.Tensor) ([]tensor.Tensor, error) {
+	e.busy.Lock()
+	defer e.busy.Unlock()
 	t0 := time.Now()
 	outs, err := s.Run(ctx, inputs)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := slowEdge(ctx, time.Since(t0), e.slowdown); err != nil {
+	if _, err := slowEdge(ctx, time.Since(t0), e.ref[s], e.slowdown); err != nil {
 		return nil, err
 	}
 	return outs, nil
 }
 
 // slowEdge emulates an edge device f times slower than this machine (f
-// of 0 or 1: off) after a compute that took d here: it sleeps (f-1)*d,
-// ending early with ctx's error, and returns the emulated time d*f.
-func slowEdge(ctx context.Context, d time.Duration, f float64) (time.Duration, error) {
+// of 0 or 1: off) after a compute that took d here, whose reference time
+// is ref (0: d itself): it sleeps (f-1)*ref, ending early with ctx's
+// error, and returns the emulated time d + (f-1)*ref.
+func slowEdge(ctx context.Context, d, ref time.Duration, f float64) (time.Duration, error) {
 	if f <= 1 {
 		return d, nil
 	}
-	emulated := slowed(d, f)
-	t := time.NewTimer(emulated - d)
+	if ref <= 0 {
+		ref = d
+	}
+	extra := slowed(ref, f) - ref
+	emulated := d + extra
+	t := time.NewTimer(extra)
 	defer t.Stop()
 	select {
 	case <-t.C:

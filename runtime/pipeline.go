@@ -64,6 +64,13 @@ type ExecOptions struct {
 	// Grace is how long requests in flight may still finish once ctx ends
 	// (default 10 s); past it they are recorded as interrupted.
 	Grace time.Duration
+	// NoRescue turns off an adaptive run's rescue of stalled requests: a
+	// request whose answer is later than its predicted round trip plus
+	// the time edge-only takes is run on the edge as well, the first
+	// result wins (marked Rescued when it is the edge's), and the stall
+	// tells the re-planner the uplink is at most the request's bytes over
+	// the time waited. Static runs never rescue: their plan is fixed.
+	NoRescue bool
 
 	// Link returns the link in force, for the records (the emulated link
 	// when there is one); nil means Planned.Link, the probed one.
@@ -92,7 +99,7 @@ type Event struct {
 	// At is the time since the run started.
 	At time.Duration
 	// Kind is "switch", "probe", "lost", "reconnect", "reconnected",
-	// "skip" or "error"; Request the request it concerns, or -1.
+	// "rescue", "skip" or "error"; Request the request it concerns, or -1.
 	Kind    string
 	Request int
 	Message string
@@ -141,9 +148,24 @@ type request struct {
 	localPost    time.Duration
 	result       zoo.Result
 	failed       error // the request produced no result
+	// rescueAfter is how long after the send the answer is late enough
+	// to run r on the edge as well (0: never); rescue is set (under x.mu)
+	// once it is, and rescued when the edge's result won.
+	rescueAfter time.Duration
+	rescue      *rescue
+	rescued     bool
 
 	slot bool // r holds an in-flight slot until it is collected
 	done chan struct{}
+}
+
+// rescue is the state of a request run both on the server and, after its
+// answer was late, on the edge; x.mu guards it.
+type rescue struct {
+	at      time.Time
+	cancel  context.CancelFunc // ends the edge's run when the server wins
+	pending int                // attempts (server, edge) not yet returned
+	claimed bool               // one attempt finished the request
 }
 
 // executor is one Execute call's state.
@@ -159,7 +181,8 @@ type executor struct {
 	reqCtx   context.Context
 	bgCtx    context.Context
 	freed    chan struct{}  // signalled when a request leaves the pipeline
-	wg       sync.WaitGroup // probes
+	wg       sync.WaitGroup // probes and the rescue watch
+	rescues  sync.WaitGroup // server attempts of rescued requests
 
 	mu          sync.Mutex // guards the fields below
 	plan        planner.Plan
@@ -169,7 +192,13 @@ type executor struct {
 	outstanding int          // requests dispatched and not yet collected
 	spans       []serverSpan // the latest requests' times on the server, oldest first
 	events      []Event
+	waiting     map[int]*request            // sent, unanswered and not rescued; nil: no rescues
+	abandoned   int                         // rescued requests whose server attempt is still out
+	trips       map[planKey][]time.Duration // the latest round trips per plan, oldest first
 }
+
+// maxTrips is how many recent round trips per plan a rescue looks at.
+const maxTrips = 8
 
 // serverSpan is when a request's last byte reached the server and when
 // the server started on it (after its queue).
@@ -267,6 +296,9 @@ func newExecutor(ctx context.Context, opts ExecOptions) (*executor, error) {
 			return nil, fmt.Errorf("execute: %w", err)
 		}
 		x.rp, start = rp, rp.Current()
+		if !opts.NoRescue {
+			x.waiting, x.trips = map[int]*request{}, map[planKey][]time.Duration{}
+		}
 	} else {
 		x.est = netprobe.NewEstimator(8, 0)
 	}
@@ -378,6 +410,10 @@ func (x *executor) run(ctx context.Context) (*Outcome, error) {
 		out.Prepared = append(out.Prepared, c.Name())
 	}
 
+	if x.waiting != nil {
+		x.wg.Add(1)
+		go x.watch()
+	}
 	inputs := make(chan *request, x.opts.InFlight)
 	queue := make(chan *request, x.opts.InFlight)
 	go x.read(ctx, inputs)
@@ -409,10 +445,13 @@ func (x *executor) run(ctx context.Context) (*Outcome, error) {
 		out.Wall = time.Since(x.start)
 	}
 	cancelBg()
-	x.wg.Wait()
 	if x.conn != nil {
+		// Closed first: a probe or a rescued request's server attempt may
+		// be waiting behind bytes still crossing a slow link.
 		x.conn.close()
 	}
+	x.wg.Wait()
+	x.rescues.Wait()
 	out.Interrupted = ctx.Err() != nil
 	x.mu.Lock()
 	out.Events = x.events
@@ -561,6 +600,19 @@ func (x *executor) choose(r *request) (*transport.Client, int) {
 		}
 	}
 	r.predicted = x.predict(r.plan, r.bandwidth)
+	if c != nil && r.predicted > 0 && x.waiting != nil {
+		// Late: past twice the round trip expected (predicted, or as
+		// the plan's recent requests took, queues included) by what
+		// edge-only takes.
+		b := r.plan.Breakdown
+		trip := r.predicted - b.Edge - b.Encode
+		x.mu.Lock()
+		if recent := x.trips[keyOf(r.plan.Candidate)]; len(recent) > 0 {
+			trip = max(trip, netprobe.Median(recent))
+		}
+		x.mu.Unlock()
+		r.rescueAfter = 2*trip + x.edgeOnly.Breakdown.Total
+	}
 	return c, gen
 }
 
@@ -639,15 +691,38 @@ func (x *executor) dispatch(r *request) {
 // or, when the connection fails, with the same input run on the edge.
 func (x *executor) send(c *transport.Client, gen int, r *request, req transport.InferRequest) {
 	ctx, cancel := context.WithTimeout(x.reqCtx, x.opts.RequestTimeout)
+	x.mu.Lock()
 	r.sent = time.Now()
+	if x.waiting != nil && r.rescueAfter > 0 {
+		x.waiting[r.id] = r
+	}
+	x.mu.Unlock()
 	res, err := c.Infer(ctx, req)
-	r.recv = time.Now()
+	recv := time.Now()
 	cancel()
+	x.mu.Lock()
+	delete(x.waiting, r.id)
+	rs := r.rescue
+	x.mu.Unlock()
+	if rs != nil {
+		x.serverAfterRescue(r, rs, gen, res, recv, err)
+		return
+	}
+	r.recv = recv
+	if err == nil && x.waiting != nil {
+		x.mu.Lock()
+		k := keyOf(r.plan.Candidate)
+		x.trips[k] = append(x.trips[k], recv.Sub(r.sent))
+		if len(x.trips[k]) > maxTrips {
+			x.trips[k] = x.trips[k][1:]
+		}
+		x.mu.Unlock()
+	}
 	if err == nil {
 		var out zoo.Result
 		if err = json.Unmarshal(res.Post, &out); err == nil {
 			r.remote, r.result = &res, out
-			x.addSpan(r)
+			x.addSpan(r.id, r.recv, &res)
 			x.finish(r, nil)
 			return
 		}
@@ -700,13 +775,16 @@ func (x *executor) record(r *request) Record {
 		rec.Server, rec.Post = time.Duration(res.ServerNanos), time.Duration(res.PostNanos)
 		rec.Decode = time.Duration(res.DecodeNanos + res.EncodeNanos)
 		var work time.Duration
-		work, rec.Queue, rec.Down, rec.BytesDown = x.serverTimes(r)
+		work, rec.Queue, rec.Down, rec.BytesDown = x.serverTimes(r.remote)
 		// Up keeps the server's queue: to the edge, it is time waiting
 		// for the answer like the transfer.
 		rec.Up = max(r.recv.Sub(r.sent)-work-rec.Down, 0)
+	} else if r.rescued {
+		rec.Up = r.rescue.at.Sub(r.sent) // the time waited before the rescue
 	} else if r.bytesUp > 0 {
 		rec.Up = r.recv.Sub(r.sent) // the time lost on a request that failed
 	}
+	rec.Rescued = r.rescued
 	if r.failed != nil {
 		rec.Error = oneLine(r.failed)
 		return rec
@@ -730,14 +808,14 @@ func downTime(n int64, l planner.Link) time.Duration {
 // bandwidth estimator) and acts on its decision. It runs in request
 // order, so it knows when the previous upload reached the server.
 func (x *executor) observe(r *request, rec Record) {
-	if r.err != nil || r.failed != nil || r.fallback {
-		return
+	if r.err != nil || r.failed != nil || r.fallback || r.rescued {
+		return // a rescue told the re-planner when it began
 	}
 	o := planner.Observation{Cut: r.plan.Candidate.Cut, Kind: r.plan.Candidate.Kind, Edge: r.edge}
 	x.mu.Lock()
 	if res := r.remote; res != nil {
 		o.Server = time.Duration(res.ServerNanos)
-		o.UpBytes, o.Up = rec.BytesUp, x.uploadTime(r)
+		o.UpBytes, o.Up = rec.BytesUp, x.uploadTime(r.id, r.sent)
 	}
 	if x.rp == nil {
 		if o.UpBytes > 0 && o.Up > 0 {
@@ -751,11 +829,10 @@ func (x *executor) observe(r *request, rec Record) {
 	x.decide(d, r.id)
 }
 
-// serverTimes returns what the server reported for r: its work (decode,
+// serverTimes returns what the server reported in res: its work (decode,
 // tail, post-processing, encoding) and its queue, and the estimated time
 // the result spent coming back.
-func (x *executor) serverTimes(r *request) (work, queue, down time.Duration, bytesDown int64) {
-	res := r.remote
+func (x *executor) serverTimes(res *transport.InferResult) (work, queue, down time.Duration, bytesDown int64) {
 	bytesDown = int64(len(res.Post))
 	for _, t := range res.Tensors {
 		bytesDown += int64(len(t.Data))
@@ -764,20 +841,22 @@ func (x *executor) serverTimes(r *request) (work, queue, down time.Duration, byt
 	return work, time.Duration(res.QueueNanos), downTime(bytesDown, x.p.Link), bytesDown
 }
 
-// addSpan notes when r reached the server and when the server started on
-// it, as soon as its answer is in (possibly before earlier requests').
-func (x *executor) addSpan(r *request) {
-	work, queue, down, _ := x.serverTimes(r)
-	arrival := r.recv.Add(-down - work - queue)
+// addSpan notes when request id reached the server and when the server
+// started on it, as soon as its answer res is in (received at recv,
+// possibly before earlier requests').
+func (x *executor) addSpan(id int, recv time.Time, res *transport.InferResult) {
+	work, queue, down, _ := x.serverTimes(res)
+	arrival := recv.Add(-down - work - queue)
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.spans = append(x.spans, serverSpan{id: r.id, arrival: arrival, begun: arrival.Add(queue)})
+	x.spans = append(x.spans, serverSpan{id: id, arrival: arrival, begun: arrival.Add(queue)})
 	if len(x.spans) > maxSpans {
 		x.spans = x.spans[1:]
 	}
 }
 
-// uploadTime estimates how long r's bytes were moving on the uplink. They
+// uploadTime estimates how long the bytes of request id, sent at sent,
+// were moving on the uplink. They
 // reached the server at arrival (the answer's time less the server's own
 // times and the way back); they started to move no earlier than the send
 // plus the one-way latency, and no earlier than the server took on the
@@ -785,19 +864,19 @@ func (x *executor) addSpan(r *request) {
 // link, and a server busy with a request (its read loop held while all its
 // workers are busy) leaves the next one waiting in the connection's
 // buffers, which says nothing about the link. x.mu is held.
-func (x *executor) uploadTime(r *request) time.Duration {
+func (x *executor) uploadTime(id int, sent time.Time) time.Duration {
 	var self serverSpan
 	for _, s := range x.spans {
-		if s.id == r.id {
+		if s.id == id {
 			self = s
 		}
 	}
 	if self.arrival.IsZero() {
 		return 0
 	}
-	begin := r.sent.Add(x.p.Link.RTT / 2)
+	begin := sent.Add(x.p.Link.RTT / 2)
 	for _, s := range x.spans {
-		if s.id != r.id && s.arrival.Before(self.arrival) && s.begun.After(begin) {
+		if s.id != id && s.arrival.Before(self.arrival) && s.begun.After(begin) {
 			begin = s.begun
 		}
 	}

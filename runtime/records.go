@@ -55,13 +55,18 @@ type Record struct {
 	// link, else the probed one.
 	LinkUp, LinkDown float64
 	RTT              time.Duration
+	// Rescued marks a request whose answer was late (an adaptive run's
+	// rescue, see ExecOptions.NoRescue) and whose result the edge computed
+	// first: Plan is still the plan it was sent on, Edge includes the
+	// edge's whole-model run and Up is the time waited before it.
+	Rescued bool
 }
 
 // RecordColumns is the CSV header. Times are milliseconds, sizes bytes,
 // bandwidth Mbit/s.
 var RecordColumns = []string{"id", "input", "plan", "cut", "codec", "pre_ms", "edge_ms", "encode_ms", "bytes_up", "up_ms",
 	"server_ms", "post_ms", "bytes_down", "down_ms", "total_ms", "predicted_total_ms", "bandwidth_mbit", "fallback", "result", "error",
-	"start_ms", "decode_ms", "queue_ms", "link_up_mbit", "link_down_mbit", "rtt_ms"}
+	"start_ms", "decode_ms", "queue_ms", "link_up_mbit", "link_down_mbit", "rtt_ms", "rescued"}
 
 func ms(d time.Duration) string { return strconv.FormatFloat(d.Seconds()*1e3, 'f', 3, 64) }
 
@@ -77,7 +82,7 @@ func (r Record) row() []string {
 	return []string{strconv.Itoa(r.ID), r.Input, r.Plan, strconv.Itoa(r.Cut), r.Codec, ms(r.Pre), ms(r.Edge), ms(r.Encode),
 		strconv.FormatInt(r.BytesUp, 10), ms(r.Up), ms(r.Server), ms(r.Post), strconv.FormatInt(r.BytesDown, 10), ms(r.Down),
 		ms(r.Total), ms(r.Predicted), mbit(r.Bandwidth), strconv.FormatBool(r.Fallback), r.Result, r.Error,
-		ms(r.Start), ms(r.Decode), ms(r.Queue), mbit(r.LinkUp), mbit(r.LinkDown), ms(r.RTT)}
+		ms(r.Start), ms(r.Decode), ms(r.Queue), mbit(r.LinkUp), mbit(r.LinkDown), ms(r.RTT), strconv.FormatBool(r.Rescued)}
 }
 
 // RecordWriter writes records as CSV, flushing each row so that the file is
@@ -137,9 +142,12 @@ func (rw *RecordWriter) Close() error {
 // Summary condenses a run's records.
 type Summary struct {
 	Requests, Failed, Fallback int
-	MedianTotal, P90Total      time.Duration
-	MeanTotal                  time.Duration
-	MedianPredicted            time.Duration
+	// Rescued counts requests the edge answered after the server's
+	// answer was late.
+	Rescued               int
+	MedianTotal, P90Total time.Duration
+	MeanTotal             time.Duration
+	MedianPredicted       time.Duration
 	// PredictionError is the median of |predicted - measured| / measured
 	// over rows that carry a prediction.
 	PredictionError float64
@@ -194,6 +202,9 @@ func Summarize(records []Record, wall time.Duration) Summary {
 		if r.Fallback {
 			s.Fallback++
 		}
+		if r.Rescued {
+			s.Rescued++
+		}
 		s.Cuts[label(r)]++
 		totals = append(totals, r.Total)
 		sum += r.Total
@@ -205,7 +216,7 @@ func Summarize(records []Record, wall time.Duration) Summary {
 		}
 		stages[0] += r.Pre
 		stages[1] += r.Edge + r.Encode
-		if r.Plan == "edge-only" || r.Fallback {
+		if r.Plan == "edge-only" || r.Fallback || r.Rescued {
 			continue
 		}
 		s.Split++
@@ -280,8 +291,12 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 
 // Print writes the summary for people.
 func (s Summary) Print(w io.Writer) {
-	fmt.Fprintf(w, "%d requests (%d failed inputs, %d fell back to edge-only) in %v: %.2f req/s\n",
-		s.Requests, s.Failed, s.Fallback, s.Wall.Round(time.Millisecond), s.Throughput)
+	rescued := ""
+	if s.Rescued > 0 {
+		rescued = fmt.Sprintf(", %d rescued on the edge after a late answer", s.Rescued)
+	}
+	fmt.Fprintf(w, "%d requests (%d failed inputs, %d fell back to edge-only%s) in %v: %.2f req/s\n",
+		s.Requests, s.Failed, s.Fallback, rescued, s.Wall.Round(time.Millisecond), s.Throughput)
 	fmt.Fprintf(w, "latency: median %s ms, p90 %s ms, mean %s ms; predicted median %s ms; median prediction error %.1f%%\n",
 		ms(s.MedianTotal), ms(s.P90Total), ms(s.MeanTotal), ms(s.MedianPredicted), 100*s.PredictionError)
 	var names []string

@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 	}
 	started := time.Now()
 	exec := ExecOptions{Planned: p, Plan: plan, Adaptive: st.adaptive, Dataset: ds, Limit: cfg.Dataset.Limit, InFlight: cfg.Run.InFlight,
-		EdgeSlowdown: st.slowdown, Client: client, Dial: srv.dial, Records: rw, Overlays: overlays, Log: out,
+		EdgeSlowdown: st.slowdown, NoRescue: cfg.Run.Rescue != nil && !*cfg.Run.Rescue, Client: client, Dial: srv.dial, Records: rw, Overlays: overlays, Log: out,
 		Link: st.recordLink(state, p.Link)}
 	if st.trace != nil {
 		// The trace's clock starts with the first request, not with the
@@ -439,6 +439,9 @@ func printRecord(w io.Writer, r Record) {
 	if r.Fallback {
 		plan += " (fallback)"
 	}
+	if r.Rescued {
+		plan += " (rescued)"
+	}
 	fmt.Fprintf(w, "  %4d %-24s %-22s %9s ms  %s\n", r.ID, clip(r.Input, 24), plan, ms(r.Total), r.Result)
 }
 
@@ -519,6 +522,7 @@ type summaryJSON struct {
 	Requests          int                `json:"requests"`
 	Failed            int                `json:"failed_inputs"`
 	Fallback          int                `json:"fallback"`
+	Rescued           int                `json:"rescued"`
 	MedianMs          float64            `json:"median_ms"`
 	P90Ms             float64            `json:"p90_ms"`
 	MeanMs            float64            `json:"mean_ms"`
@@ -605,7 +609,7 @@ func newSidecar(ctx context.Context, st *settings, server string, res *RunResult
 	for _, e := range o.Events {
 		sc.Events = append(sc.Events, eventJSON{AtMs: msf(e.At), Kind: e.Kind, Request: e.Request, Message: e.Message})
 	}
-	sc.Summary = summaryJSON{Requests: s.Requests, Failed: s.Failed, Fallback: s.Fallback, MedianMs: msf(s.MedianTotal), P90Ms: msf(s.P90Total),
+	sc.Summary = summaryJSON{Requests: s.Requests, Failed: s.Failed, Fallback: s.Fallback, Rescued: s.Rescued, MedianMs: msf(s.MedianTotal), P90Ms: msf(s.P90Total),
 		MeanMs: msf(s.MeanTotal), MedianPredictedMs: msf(s.MedianPredicted), PredictionError: s.PredictionError, Throughput: s.Throughput,
 		WallMs: msf(s.Wall), Plans: s.Cuts, OverheadMs: msf(s.Overhead), OverheadShare: s.OverheadShare, Stages: map[string]float64{},
 		Bottleneck: s.Bottleneck, Efficiency: s.Efficiency}

@@ -170,8 +170,9 @@ func TestExecuteEdgeSlowdown(t *testing.T) {
 	}
 }
 
-// TestSlowEdge checks the emulation itself: it sleeps (f-1)*d and returns
-// d*f, does nothing when off, and ends with ctx.
+// TestSlowEdge checks the emulation itself: it sleeps (f-1)*ref (ref 0:
+// the compute d itself) and returns d + (f-1)*ref, does nothing when off,
+// and ends with ctx.
 func TestSlowEdge(t *testing.T) {
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -179,20 +180,22 @@ func TestSlowEdge(t *testing.T) {
 		name    string
 		ctx     context.Context
 		f       float64
+		ref     time.Duration
 		want    time.Duration
 		minWait time.Duration
 		maxWait time.Duration
 		wantErr bool
 	}{
-		{"off (0)", context.Background(), 0, 20 * time.Millisecond, 0, 5 * time.Millisecond, false},
-		{"off (1)", context.Background(), 1, 20 * time.Millisecond, 0, 5 * time.Millisecond, false},
-		{"3x", context.Background(), 3, 60 * time.Millisecond, 40 * time.Millisecond, 500 * time.Millisecond, false},
-		{"cancelled", done, 50, time.Second, 0, 100 * time.Millisecond, true},
+		{"off (0)", context.Background(), 0, 0, 20 * time.Millisecond, 0, 5 * time.Millisecond, false},
+		{"off (1)", context.Background(), 1, 0, 20 * time.Millisecond, 0, 5 * time.Millisecond, false},
+		{"3x", context.Background(), 3, 0, 60 * time.Millisecond, 40 * time.Millisecond, 500 * time.Millisecond, false},
+		{"3x a 10 ms reference", context.Background(), 3, 10 * time.Millisecond, 40 * time.Millisecond, 20 * time.Millisecond, 480 * time.Millisecond, false},
+		{"cancelled", done, 50, 0, time.Second, 0, 100 * time.Millisecond, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t0 := time.Now()
-			got, err := slowEdge(tt.ctx, 20*time.Millisecond, tt.f)
+			got, err := slowEdge(tt.ctx, 20*time.Millisecond, tt.ref, tt.f)
 			waited := time.Since(t0)
 			if got != tt.want || (err != nil) != tt.wantErr || waited < tt.minWait || waited > tt.maxWait {
 				t.Errorf("slowEdge = %v, %v after %v; want %v, error %v, after %v to %v", got, err, waited, tt.want, tt.wantErr, tt.minWait, tt.maxWait)

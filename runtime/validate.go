@@ -93,7 +93,7 @@ func (p *Planned) request(ctx context.Context, c *transport.Client, plan planner
 			if err != nil {
 				return 0, 0, err
 			}
-			if _, err := slowEdge(ctx, time.Since(t0), p.EdgeSlowdown); err != nil {
+			if _, err := slowEdge(ctx, time.Since(t0), 0, p.EdgeSlowdown); err != nil {
 				return 0, 0, err
 			}
 			if p.Spec.Task != "" {
@@ -136,7 +136,7 @@ func (p *Planned) request(ctx context.Context, c *transport.Client, plan planner
 			if mid, err = head.Run(ctx, p.Sample); err != nil {
 				return 0, 0, err
 			}
-			if _, err := slowEdge(ctx, time.Since(t0), p.EdgeSlowdown); err != nil {
+			if _, err := slowEdge(ctx, time.Since(t0), 0, p.EdgeSlowdown); err != nil {
 				return 0, 0, err
 			}
 		}

@@ -316,9 +316,11 @@ type sshCloser struct {
 }
 
 // Close closes both; closing what the peer already closed is no error.
+// The connection goes first: closing the channel first would send a
+// message, which waits behind any write still crossing a slow link.
 func (s sshCloser) Close() error {
 	var errs []error
-	for _, err := range []error{s.ch.Close(), s.c.Close()} {
+	for _, err := range []error{s.c.Close(), s.ch.Close()} {
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}

@@ -302,7 +302,6 @@ type shapedConn struct {
 
 	closing   chan struct{} // closed by Close
 	closeOnce sync.Once
-	closeErr  error
 
 	wmu     sync.Mutex // serialises Write; guards wclock, wclosed
 	wclock  clock
@@ -500,9 +499,11 @@ func (s *shapedConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close implements net.Conn: it delivers what was written (waiting at most
-// closeDrain past the last delivery time), then closes the underlying
-// connection.
+// Close implements net.Conn. Like a socket's close, it returns at once
+// and what was written is still delivered, in the background (waiting at
+// most closeDrain past the last delivery time), before the underlying
+// connection closes: a writer that gives up on a slow link is not held
+// until its bytes have crossed it.
 func (s *shapedConn) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing) // wakes a Write sleeping on the uplink
@@ -512,17 +513,18 @@ func (s *shapedConn) Close() error {
 		close(s.outq)
 		s.wmu.Unlock()
 		limit := time.Until(last) + closeDrain
-		// A peer that stopped reading must not hold Close forever.
+		// A peer that stopped reading must not hold the drain forever.
 		_ = s.Conn.SetWriteDeadline(time.Now().Add(limit))
-		select {
-		case <-s.outDone:
-		case <-time.After(limit):
-		}
-		s.closeErr = s.Conn.Close()
+		go func() {
+			timer := time.NewTimer(limit)
+			defer timer.Stop()
+			select {
+			case <-s.outDone:
+			case <-timer.C:
+			}
+			s.Conn.Close()
+		}()
 	})
-	if s.closeErr != nil {
-		return fmt.Errorf("close shaped link: %w", s.closeErr)
-	}
 	return nil
 }
 
