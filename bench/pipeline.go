@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,7 +38,7 @@ func (b *bencher) pipeline(ctx context.Context) error {
 	if err := b.overhead(ctx, tb, p, m); err != nil {
 		return err
 	}
-	return b.adaptation(ctx, tb, p, m)
+	return b.adaptation(ctx, tb, m)
 }
 
 // execute runs plan over n synthetic inputs on its own connection.
@@ -106,20 +106,6 @@ func (b *bencher) overhead(ctx context.Context, tb *testbed, p *tr.Planned, m mo
 	return nil
 }
 
-// trace is the link trace adaptation runs on: config/trace-50-2.csv when
-// present (run from the repository root), else the same steps built in.
-func (b *bencher) trace() (transport.Trace, string, error) {
-	const path = "config/trace-50-2.csv"
-	if _, err := os.Stat(path); err == nil {
-		t, err := transport.LoadTrace(path)
-		return t, path, err
-	}
-	return transport.Trace{
-		{At: 0, Link: transport.Link{Up: 50e6, Down: 100e6, RTT: 10 * time.Millisecond}},
-		{At: time.Second, Link: transport.Link{Up: 2e6, Down: 100e6, RTT: 10 * time.Millisecond}},
-	}, "50 -> 2 Mbit/s at 1 s (built in)", nil
-}
-
 // onTrace runs opts over the trace, which starts with the first request.
 func onTrace(ctx context.Context, tb *testbed, p *tr.Planned, t transport.Trace, opts tr.ExecOptions, n int) (*tr.Outcome, error) {
 	tctx, cancel := context.WithCancel(ctx)
@@ -129,24 +115,73 @@ func onTrace(ctx context.Context, tb *testbed, p *tr.Planned, t transport.Trace,
 	return execute(ctx, tb, p, opts, n)
 }
 
-// adaptation runs the adaptive pipeline on the trace, then each static
-// candidate that is best somewhere on it (and edge-only) on the same
-// trace.
-func (b *bencher) adaptation(ctx context.Context, tb *testbed, p *tr.Planned, m model) error {
-	t, src, err := b.trace()
-	if err != nil {
-		return err
+// adaptSlowdown is how many times slower than this machine the
+// adaptation section emulates the edge (planned and run): the server here
+// is the same machine, so without it edge-only wins on every link and
+// there is nothing to adapt between. At 10x, yolov8n at 160 and 320
+// pixels is best split (cut 22) at 50 Mbit/s and edge-only at 2 Mbit/s;
+// adaptation checks that from the ranking before it runs.
+const adaptSlowdown = 10
+
+// adaptInFlight is the requests in flight of every adaptation run.
+const adaptInFlight = 3
+
+// adaptRuns returns the requests per run and the rounds of the
+// adaptation section. After the step a static split pays about 1.3 s a
+// request at 320 pixels (0.4 s at 160), which bounds both: the section
+// takes about 40 s in quick mode and 4 minutes in full mode here.
+func (b *bencher) adaptRuns() (requests, rounds int) {
+	if b.opts.Quick {
+		return 30, 2
 	}
-	if len(t) < 2 {
-		return fmt.Errorf("trace %s: want a step", src)
+	return 40, 3
+}
+
+// stepTrace is the adaptation trace: an uplink of 50 Mbit/s that steps
+// to 2 Mbit/s at step, downlink 100 Mbit/s and rtt 10 ms throughout.
+func stepTrace(step time.Duration) transport.Trace {
+	return transport.Trace{
+		{At: 0, Link: transport.Link{Up: 50e6, Down: 100e6, RTT: 10 * time.Millisecond}},
+		{At: step, Link: transport.Link{Up: 2e6, Down: 100e6, RTT: 10 * time.Millisecond}},
 	}
-	step := t[1].At
-	// The statics: each step's best plan, and edge-only.
+}
+
+// pace is the predicted time between requests of pl run with up to
+// inFlight in flight, as the runtime pipelines it: edge-only requests
+// follow each other on the edge; a split plan runs as many in flight as
+// keep its slowest stage (edge+encode, up+down, server+decode) busy, so
+// one finishes every slowest stage's time, or every whole request's time
+// over inFlight when that caps the depth.
+func pace(pl planner.Plan, inFlight int) time.Duration {
+	bd := pl.Breakdown
+	if pl.Candidate.Kind == planner.KindEdgeOnly {
+		return bd.Edge
+	}
+	e, l, s := bd.Edge+bd.Encode, bd.Up+bd.Down, bd.Server+bd.Decode
+	slowest := max(e, l, s)
+	if slowest <= 0 || inFlight < 1 {
+		return 0
+	}
+	whole := e + l + s + bd.RTT
+	depth := min(max(int(math.Ceil(float64(whole)/float64(slowest))), 1), inFlight)
+	return max(slowest, whole/time.Duration(depth))
+}
+
+// planName names a plan with its codec.
+func planName(pl planner.Plan) string {
+	return strings.TrimSpace(pl.Candidate.Name() + " " + pl.Encoding.Codec)
+}
+
+// adaptStatics checks that the trace has something to adapt to (a split
+// cut best on its first link, edge-only on its last) and returns the
+// static plans to compare with: each step's best and edge-only. It
+// leaves p priced at the first link.
+func adaptStatics(p *tr.Planned, t transport.Trace) ([]planner.Plan, error) {
 	var statics []planner.Plan
 	seen := map[string]bool{}
 	add := func(pl planner.Plan) {
-		if key := pl.Candidate.Name() + " " + pl.Encoding.Codec; pl.Feasible && !seen[key] {
-			seen[key] = true
+		if name := planName(pl); pl.Feasible && !seen[name] {
+			seen[name] = true
 			statics = append(statics, pl)
 		}
 	}
@@ -159,44 +194,193 @@ func (b *bencher) adaptation(ctx context.Context, tb *testbed, p *tr.Planned, m 
 			}
 		}
 	}
-	// Enough requests to run the step's time and as long again on the
-	// slowest static's prediction, within bounds.
-	var slowest time.Duration
-	for _, pl := range statics {
-		slowest = max(slowest, pl.Breakdown.Total)
+	first, last := t[0].Link, t[len(t)-1].Link
+	p.Reprice(planner.Link(last))
+	if best := p.Ranked[0]; best.Candidate.Kind != planner.KindEdgeOnly {
+		return nil, fmt.Errorf("with the edge %gx slower, %s is best at %s, not edge-only: nothing to adapt to", p.EdgeSlowdown, planName(best), last)
 	}
-	n := int(2*step/max(slowest, time.Millisecond)) + 10
-	n = min(max(n, 30), 400)
-	if b.opts.Quick {
-		n = min(n, 150)
+	p.Reprice(planner.Link(first))
+	if best := p.Ranked[0]; best.Candidate.Kind != planner.KindCut || !best.Feasible {
+		return nil, fmt.Errorf("with the edge %gx slower, %s is best at %s, not a split cut: nothing to adapt from", p.EdgeSlowdown, planName(best), first)
 	}
-	p.Reprice(planner.Link(t[0].Link))
-	adaptive, err := onTrace(ctx, tb, p, t, tr.ExecOptions{Adaptive: true}, n)
+	return statics, nil
+}
+
+// adaptSetup is what the adaptation runs share: the model planned for the
+// slower edge and priced at the trace's first link, the statics, and the
+// step's time with how it was found.
+type adaptSetup struct {
+	p         *tr.Planned
+	statics   []planner.Plan
+	step      time.Duration
+	predicted time.Duration // the 50 Mbit/s plan's predicted interval
+	measured  time.Duration // and its measured one
+}
+
+// adaptation plans the model for an edge adaptSlowdown times slower, and
+// runs it adaptively on a link that steps from 50 to 2 Mbit/s with about
+// half the requests before the step, then each static plan that is best
+// somewhere on the trace (and edge-only) on the same trace, in
+// interleaved rounds.
+func (b *bencher) adaptation(ctx context.Context, tb *testbed, m model) error {
+	t0 := time.Now()
+	n, rounds := b.adaptRuns()
+	st, err := b.adaptSetup(ctx, tb, m, n)
 	if err != nil {
-		return fmt.Errorf("adaptive run: %w", err)
+		return fmt.Errorf("adaptation %s: %w", m, err)
 	}
-	as := tr.Summarize(adaptive.Records, adaptive.Wall)
-	bestMean, bestName := time.Duration(math.MaxInt64), ""
-	for _, pl := range statics {
-		out, err := onTrace(ctx, tb, p, t, tr.ExecOptions{Plan: pl}, n)
+	t := stepTrace(st.step)
+	scope := fmt.Sprintf("%s, 50 -> 2 Mbit/s at %.2f s, edge %dx", m, st.step.Seconds(), adaptSlowdown)
+	b.logf("adaptation %s: statics %s", scope, strings.Join(names(st.statics), ", "))
+	var adaptive []*tr.Outcome
+	static := make([][]time.Duration, len(st.statics))
+	for round := 0; round < rounds; round++ {
+		exec := tr.ExecOptions{Adaptive: true, InFlight: adaptInFlight, EdgeSlowdown: adaptSlowdown}
+		out, err := onTrace(ctx, tb, st.p, t, exec, n)
 		if err != nil {
-			return fmt.Errorf("static %s: %w", pl.Candidate.Name(), err)
+			return fmt.Errorf("adaptive run %d: %w", round+1, err)
 		}
-		s := tr.Summarize(out.Records, out.Wall)
-		b.logf("static %s %s on the trace: mean %.1f ms", pl.Candidate.Name(), pl.Encoding.Codec, msf(s.MeanTotal))
-		if s.MeanTotal < bestMean {
-			bestMean, bestName = s.MeanTotal, strings.TrimSpace(pl.Candidate.Name()+" "+pl.Encoding.Codec)
+		adaptive = append(adaptive, out)
+		for i, pl := range st.statics {
+			exec := tr.ExecOptions{Plan: pl, InFlight: adaptInFlight, EdgeSlowdown: adaptSlowdown}
+			out, err := onTrace(ctx, tb, st.p, t, exec, n)
+			if err != nil {
+				return fmt.Errorf("static %s run %d: %w", planName(pl), round+1, err)
+			}
+			static[i] = append(static[i], tr.Summarize(out.Records, out.Wall).MeanTotal)
 		}
 	}
 	tb.state.Set(transport.Link{})
-	scope := fmt.Sprintf("%s, %s", m, src)
-	switchAfter, detail := switchDelay(adaptive.Records, step)
-	b.add(Figure{Section: "adaptation", Scope: scope, Metric: "requests to switch after the step", Value: switchAfter, Unit: "req",
-		Detail: detail, How: fmt.Sprintf("Execute --adaptive, %d requests, 3 in flight; requests started after the step until the first on a new plan", n)})
-	b.add(Figure{Section: "adaptation", Scope: scope, Metric: "adaptive mean / best static mean", Value: ratio(float64(as.MeanTotal), float64(bestMean)), Unit: "x",
-		Detail: fmt.Sprintf("adaptive %.1f ms vs static %s %.1f ms (%d statics)", msf(as.MeanTotal), bestName, msf(bestMean), len(statics)),
-		How:    "same trace replayed from the first request for each run; statics: each step's planned best and edge-only"})
+	b.adaptFigures(scope, st, n, adaptive, static)
+	b.logf("adaptation took %.1f s (%d rounds of %d runs of %d requests)", time.Since(t0).Seconds(), rounds, 1+len(st.statics), n)
 	return nil
+}
+
+// adaptSetup plans m for the slower edge, checks that the trace has
+// something to adapt to, and times the step: the 50 Mbit/s plan runs
+// n/2 requests on the 50 Mbit/s link, and the step comes when, at their
+// measured pace, the next would start. Measured rather than predicted:
+// on this shared machine the emulated edge multiplies every stall of the
+// real compute by the slowdown, and the runtime adds its own overhead.
+func (b *bencher) adaptSetup(ctx context.Context, tb *testbed, m model, n int) (*adaptSetup, error) {
+	tb.state.Set(transport.Link{})
+	unlimited := planner.Link{Up: 1e9, Down: 1e9, RTT: time.Millisecond}
+	p, err := tr.Plan(ctx, tb.c, tr.PlanOptions{Model: m.name, ImgSize: m.size, EdgeThreads: 1, EdgeSlowdown: adaptSlowdown,
+		Repeats: b.repeats, Link: &unlimited, Preload: tb.lb.Preload})
+	if err != nil {
+		return nil, fmt.Errorf("plan with the edge %dx slower: %w", adaptSlowdown, err)
+	}
+	t := stepTrace(time.Second) // when the step comes does not change the plans
+	statics, err := adaptStatics(p, t)
+	if err != nil {
+		return nil, err
+	}
+	first, k := p.Ranked[0], max(n/2, 2)
+	out, err := onTrace(ctx, tb, p, t[:1], tr.ExecOptions{Plan: first, InFlight: adaptInFlight, EdgeSlowdown: adaptSlowdown}, k)
+	tb.state.Set(transport.Link{})
+	if err != nil {
+		return nil, fmt.Errorf("time %s at %s: %w", planName(first), t[0].Link, err)
+	}
+	if len(out.Records) < k {
+		return nil, fmt.Errorf("time %s at %s: %d of %d requests ran", planName(first), t[0].Link, len(out.Records), k)
+	}
+	measured := out.Records[k-1].Start / time.Duration(k-1)
+	st := &adaptSetup{p: p, statics: statics, predicted: pace(first, adaptInFlight), measured: measured,
+		step: (time.Duration(k) * measured).Round(10 * time.Millisecond)}
+	b.logf("adaptation %s: %s every %.1f ms measured, %.1f ms predicted", m, planName(first), msf(st.measured), msf(st.predicted))
+	return st, nil
+}
+
+// adaptFigures reports the adaptation runs: the median requests to switch
+// after the step, and the median adaptive mean over the best static's
+// median mean. static[i] holds statics[i]'s mean per round.
+func (b *bencher) adaptFigures(scope string, st *adaptSetup, n int, adaptive []*tr.Outcome, static [][]time.Duration) {
+	step, statics := st.step, st.statics
+	var switches, means []float64
+	var moves, before []string
+	for _, out := range adaptive {
+		k, detail := switchDelay(out.Records, step)
+		switches = append(switches, k)
+		moves = append(moves, detail)
+		means = append(means, msf(tr.Summarize(out.Records, out.Wall).MeanTotal))
+		started := 0
+		for _, r := range out.Records {
+			if r.Start < step {
+				started++
+			}
+		}
+		before = append(before, strconv.Itoa(started))
+	}
+	how := fmt.Sprintf("Execute, edge emulated %dx slower (planned and run), %d requests, %d in flight; %d rounds of adaptive then each static, interleaved; step after %d requests at the 50 Mbit/s plan's measured interval (%.1f ms; predicted %.1f ms)",
+		adaptSlowdown, n, adaptInFlight, len(adaptive), max(n/2, 2), msf(st.measured), msf(st.predicted))
+	b.add(Figure{Section: "adaptation", Scope: scope, Metric: "requests to switch after the step", Value: medianSwitch(switches), Unit: "req",
+		Detail: fmt.Sprintf("runs: %s; requests started before the step: %s of %d", strings.Join(moves, "; "), strings.Join(before, ", "), n),
+		How:    how + "; median over adaptive runs of the requests started after the step until the first on another plan"})
+	if len(statics) == 0 {
+		return
+	}
+	meds := make([]float64, len(statics))
+	best := 0
+	for i := range statics {
+		if meds[i] = median(msList(static[i])); meds[i] < meds[best] {
+			best = i
+		}
+	}
+	var others []string
+	for i, pl := range statics {
+		if i != best {
+			others = append(others, fmt.Sprintf("%s %.1f ms (runs %s)", planName(pl), meds[i], msText(msList(static[i]))))
+		}
+	}
+	detail := fmt.Sprintf("adaptive %.1f ms (runs %s) vs static %s %.1f ms (runs %s)", median(means), msText(means), planName(statics[best]), meds[best], msText(msList(static[best])))
+	if len(others) > 0 {
+		detail += "; other statics " + strings.Join(others, ", ")
+	}
+	b.add(Figure{Section: "adaptation", Scope: scope, Metric: "adaptive mean / best static mean", Value: ratio(median(means), meds[best]), Unit: "x",
+		Detail: detail, How: how + "; median adaptive mean over the best static's median mean; statics: each step's planned best and edge-only"})
+}
+
+// medianSwitch is the median of requests to switch, counting a run that
+// never switched (NaN) as never: NaN when half of them or more did not.
+func medianSwitch(xs []float64) float64 {
+	inf := make([]float64, len(xs))
+	for i, x := range xs {
+		inf[i] = x
+		if math.IsNaN(x) {
+			inf[i] = math.Inf(1)
+		}
+	}
+	if m := median(inf); !math.IsInf(m, 1) && !math.IsNaN(m) {
+		return m
+	}
+	return math.NaN()
+}
+
+// msList converts durations to milliseconds.
+func msList(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = msf(d)
+	}
+	return out
+}
+
+// msText lists milliseconds to one decimal.
+func msText(xs []float64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.FormatFloat(x, 'f', 1, 64)
+	}
+	return strings.Join(s, ", ")
+}
+
+// names names each plan with its codec.
+func names(pls []planner.Plan) []string {
+	out := make([]string, len(pls))
+	for i, pl := range pls {
+		out[i] = planName(pl)
+	}
+	return out
 }
 
 // switchDelay counts the requests started after the step before the first
@@ -212,11 +396,20 @@ func switchDelay(recs []tr.Record, step time.Duration) (float64, string) {
 	if first <= 0 {
 		return math.NaN(), "no request on both sides of the step"
 	}
-	before := strings.TrimSpace(recs[first-1].Plan + " " + recs[first-1].Codec)
+	before := recordPlan(recs[first-1])
 	for i := first; i < len(recs); i++ {
-		if now := strings.TrimSpace(recs[i].Plan + " " + recs[i].Codec); now != before {
+		if now := recordPlan(recs[i]); now != before {
 			return float64(i - first), fmt.Sprintf("%s -> %s at request %d (first after the step: %d)", before, now, i, first)
 		}
 	}
 	return math.NaN(), fmt.Sprintf("stayed on %s after the step (%d requests after it)", before, len(recs)-first)
+}
+
+// recordPlan names the plan a record was made for, with its codec.
+func recordPlan(r tr.Record) string {
+	name := r.Plan
+	if r.Plan == planner.KindCut.String() {
+		name = fmt.Sprintf("cut %d", r.Cut)
+	}
+	return strings.TrimSpace(name + " " + r.Codec)
 }
