@@ -143,3 +143,21 @@ func TestAdaptStatics(t *testing.T) {
 		})
 	}
 }
+
+func TestFarBehind(t *testing.T) {
+	ms := time.Millisecond
+	static := [][]time.Duration{{240 * ms, 250 * ms}, {1190 * ms}, {470 * ms}, {490 * ms}, {}}
+	for i, want := range []bool{false, true, false, true, false} {
+		if got := farBehind(static, i); got != want {
+			t.Errorf("farBehind(static %d, first run %v) = %v, want %v", i, static[i], got, want)
+		}
+	}
+}
+
+func TestBeforeStep(t *testing.T) {
+	for _, tt := range []struct{ n, want int }{{80, 48}, {30, 18}, {2, 2}, {1, 2}} {
+		if got := beforeStep(tt.n); got != tt.want {
+			t.Errorf("beforeStep(%d) = %d, want %d", tt.n, got, tt.want)
+		}
+	}
+}
