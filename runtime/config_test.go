@@ -26,12 +26,13 @@ path = "images"
 [run]
 in_flight = 3
 cut = 12
+rescue = false
 `)
 	c, err := LoadConfig(good)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Model != "yolov8n" || c.Run.InFlight != 3 || c.Run.Cut == nil || *c.Run.Cut != 12 || c.Resolve(c.Dataset.Path) != filepath.Join(dir, "images") {
+	if c.Model != "yolov8n" || c.Run.InFlight != 3 || c.Run.Cut == nil || *c.Run.Cut != 12 || c.Run.Rescue == nil || *c.Run.Rescue || c.Resolve(c.Dataset.Path) != filepath.Join(dir, "images") {
 		t.Errorf("config = %+v", c)
 	}
 	tests := []struct {
@@ -44,6 +45,7 @@ cut = 12
 		{"syntax", "model = \"alexnet\n", "bad.toml:1: "},
 		{"no dataset", "model = \"alexnet\"\n", `needs "path" (an image folder) or "synthetic"`},
 		{"no model", "[dataset]\nsynthetic = 1\n", `"model" is required`},
+		{"rescue not a bool", "model = \"m\"\n[dataset]\nsynthetic = 1\n[run]\nrescue = \"no\"\n", `bad.toml:5: key "run.rescue": incompatible types`},
 		{"bad provider", "model = \"m\"\n[dataset]\nsynthetic = 1\n[edge]\nprovider = \"tpu\"\n", `"provider" "tpu": want cpu or cuda`},
 	}
 	for _, tt := range tests {
