@@ -193,12 +193,17 @@ type executor struct {
 	spans       []serverSpan // the latest requests' times on the server, oldest first
 	events      []Event
 	waiting     map[int]*request            // sent, unanswered and not rescued; nil: no rescues
+	onWire      map[int]*request            // sent and unanswered, rescued or not (when rescuing)
 	abandoned   int                         // rescued requests whose server attempt is still out
 	trips       map[planKey][]time.Duration // the latest round trips per plan, oldest first
 }
 
-// maxTrips is how many recent round trips per plan a rescue looks at.
-const maxTrips = 8
+// maxTrips is how many recent round trips per plan a rescue looks at,
+// minTrips how many it needs to trust them.
+const (
+	maxTrips = 8
+	minTrips = 3
+)
 
 // serverSpan is when a request's last byte reached the server and when
 // the server started on it (after its queue).
@@ -297,7 +302,7 @@ func newExecutor(ctx context.Context, opts ExecOptions) (*executor, error) {
 		}
 		x.rp, start = rp, rp.Current()
 		if !opts.NoRescue {
-			x.waiting, x.trips = map[int]*request{}, map[planKey][]time.Duration{}
+			x.waiting, x.onWire, x.trips = map[int]*request{}, map[int]*request{}, map[planKey][]time.Duration{}
 		}
 	} else {
 		x.est = netprobe.NewEstimator(8, 0)
@@ -601,17 +606,20 @@ func (x *executor) choose(r *request) (*transport.Client, int) {
 	}
 	r.predicted = x.predict(r.plan, r.bandwidth)
 	if c != nil && r.predicted > 0 && x.waiting != nil {
-		// Late: past twice the round trip expected (predicted, or as
-		// the plan's recent requests took, queues included) by what
-		// edge-only takes.
+		// Late: past twice the round trip expected by what edge-only
+		// takes. The round trip expected is the predicted one, or as
+		// the plan's recent requests took (queues included) when
+		// longer. Until minTrips requests of the plan have answered,
+		// nothing says what is usual for it (the first requests of a
+		// run or after a switch also run colder), so none is rescued.
 		b := r.plan.Breakdown
 		trip := r.predicted - b.Edge - b.Encode
 		x.mu.Lock()
-		if recent := x.trips[keyOf(r.plan.Candidate)]; len(recent) > 0 {
+		if recent := x.trips[keyOf(r.plan.Candidate)]; len(recent) >= minTrips {
 			trip = max(trip, netprobe.Median(recent))
+			r.rescueAfter = 2*trip + x.edgeOnly.Breakdown.Total
 		}
 		x.mu.Unlock()
-		r.rescueAfter = 2*trip + x.edgeOnly.Breakdown.Total
 	}
 	return c, gen
 }
@@ -693,8 +701,11 @@ func (x *executor) send(c *transport.Client, gen int, r *request, req transport.
 	ctx, cancel := context.WithTimeout(x.reqCtx, x.opts.RequestTimeout)
 	x.mu.Lock()
 	r.sent = time.Now()
-	if x.waiting != nil && r.rescueAfter > 0 {
-		x.waiting[r.id] = r
+	if x.waiting != nil {
+		x.onWire[r.id] = r
+		if r.rescueAfter > 0 {
+			x.waiting[r.id] = r
+		}
 	}
 	x.mu.Unlock()
 	res, err := c.Infer(ctx, req)
@@ -702,6 +713,7 @@ func (x *executor) send(c *transport.Client, gen int, r *request, req transport.
 	cancel()
 	x.mu.Lock()
 	delete(x.waiting, r.id)
+	delete(x.onWire, r.id)
 	rs := r.rescue
 	x.mu.Unlock()
 	if rs != nil {

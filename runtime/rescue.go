@@ -66,12 +66,9 @@ func (x *executor) rescueLate(now time.Time) {
 		x.rescues.Add(1)
 		ctx, cancel := context.WithCancel(x.reqCtx)
 		r.rescue = &rescue{at: now, cancel: cancel, pending: 2}
-		// The bytes left no later than the send, and the server's part
-		// and the way back take at least their predicted times.
-		b := r.plan.Breakdown
-		waited := now.Sub(r.sent) - b.RTT - b.Server - b.Decode - b.Down
+		bytes, waited := x.stalled(r, now)
 		d := x.rp.Observe(planner.Observation{Cut: r.plan.Candidate.Cut, Kind: r.plan.Candidate.Kind,
-			UpBytes: r.bytesUp, Up: waited, Late: true})
+			UpBytes: bytes, Up: waited, Late: true})
 		due = append(due, late{r, d})
 		// r is not done while it waits, so its input is still there.
 		go x.rescueOnEdge(ctx, r, r.post, r.input)
@@ -82,6 +79,30 @@ func (x *executor) rescueLate(now time.Time) {
 			msf(now.Sub(l.r.sent)), msf(l.r.predicted-l.r.plan.Breakdown.Edge-l.r.plan.Breakdown.Encode)))
 		x.decide(l.d, l.r.id)
 	}
+}
+
+// stalled returns what a late request r says of the uplink at now: bytes
+// that had not all crossed it after waited. They are r's and those of
+// every request sent before it and still unanswered (the link and the
+// server take them first); they started no earlier than the first of
+// those was sent, and the server's work on all of them and the way back
+// take at least their predicted times (counted as if none overlapped a
+// transfer, so the bound errs high, never low). x.mu is held.
+func (x *executor) stalled(r *request, now time.Time) (bytes int64, waited time.Duration) {
+	first := r.sent
+	var work time.Duration
+	for _, o := range x.onWire {
+		if o.id > r.id {
+			continue
+		}
+		bytes += o.bytesUp
+		if o.sent.Before(first) {
+			first = o.sent
+		}
+		work += o.plan.Breakdown.Server + o.plan.Breakdown.Decode
+	}
+	b := r.plan.Breakdown
+	return bytes, now.Sub(first) - b.RTT - b.Down - work
 }
 
 // rescueOnEdge runs a rescued request on the edge; the first of the edge
