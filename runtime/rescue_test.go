@@ -29,15 +29,7 @@ func TestExecuteRescue(t *testing.T) {
 	edgeOpts, server := engine.Options{Threads: 1, NoOptimize: true}, engine.Options{Threads: 1}
 	last := nodeCount(t, "yolov8s", 160)
 	p := handPlannedWith(t, "yolov8s", 160, edgeOpts, server, planner.Link{Up: 1e9, Down: 1e9, RTT: 100 * time.Microsecond}, 0, last)
-	// Edge and server share this machine's cores, and their profiles are
-	// close; pricing edge-only at 4x its profile makes server-only the
-	// start whatever the load (rescues run the real edge all the same).
-	for i, c := range p.Problem.Candidates {
-		if c.Kind == planner.KindEdgeOnly {
-			p.Problem.Candidates[i].Edge = 4 * c.Edge
-		}
-	}
-	p.Reprice(p.Link)
+	priceEdgeOnly(p, 4)
 	if got := p.Ranked[0].Candidate.Kind; got != planner.KindServerRaw {
 		t.Fatalf("planned %s first, want server-only", p.Ranked[0].Candidate.Name())
 	}
