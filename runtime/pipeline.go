@@ -194,7 +194,6 @@ type executor struct {
 	events      []Event
 	waiting     map[int]*request            // sent, unanswered and not rescued; nil: no rescues
 	onWire      map[int]*request            // sent and unanswered, rescued or not (when rescuing)
-	abandoned   int                         // rescued requests whose server attempt is still out
 	trips       map[planKey][]time.Duration // the latest round trips per plan, oldest first
 }
 

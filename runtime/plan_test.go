@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,19 @@ func TestPlanNeedsAServer(t *testing.T) {
 	_, err := Plan(context.Background(), nil, PlanOptions{Model: "mobilenetv2", ImgSize: 32, Repeats: 2, ProfileDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "--server local") {
 		t.Errorf("err = %v, want a hint at --server local", err)
+	}
+}
+
+func TestTableJSON(t *testing.T) {
+	cut := planner.Plan{Candidate: planner.Candidate{Kind: planner.KindCut, Cut: 22}, Encoding: planner.Encoding{Codec: "raw+zstd", Bytes: 320_000},
+		Breakdown: planner.Breakdown{Edge: 30 * time.Millisecond, Up: 51200 * time.Microsecond, Total: 99 * time.Millisecond}, Feasible: true}
+	edge := planner.Plan{Candidate: planner.Candidate{Kind: planner.KindEdgeOnly, Cut: 232}, Breakdown: planner.Breakdown{Edge: 168 * time.Millisecond, Total: 168 * time.Millisecond}, Feasible: true}
+	p := &Planned{Ranked: []planner.Plan{cut, edge}, Breakpoints: []planner.Interval{{From: 0, To: 12e6, Plan: edge}, {From: 12e6, To: math.Inf(1), Plan: cut}}}
+	plans, bps := p.TableJSON()
+	if len(plans) != 2 || plans[0].Cut != 22 || plans[0].Codec != "raw+zstd" || plans[0].UpMs != 51.2 || plans[0].TotalMs != 99 || plans[1].Plan != "edge-only" {
+		t.Errorf("plans %+v", plans)
+	}
+	if len(bps) != 2 || bps[0].FromMbit != 0 || bps[0].ToMbit != 12 || bps[0].Plan != "edge-only" || bps[1].ToMbit != -1 || bps[1].Codec != "raw+zstd" {
+		t.Errorf("breakpoints %+v", bps)
 	}
 }

@@ -56,13 +56,19 @@ func (x *executor) rescueLate(now time.Time) {
 		}
 	}
 	sort.Ints(ids)
+	abandoned := 0 // rescued requests whose server attempt is still out
+	for _, o := range x.onWire {
+		if o.rescue != nil {
+			abandoned++
+		}
+	}
 	for _, id := range ids {
-		if x.abandoned >= maxAbandoned*x.opts.InFlight {
+		if abandoned >= maxAbandoned*x.opts.InFlight {
 			break
 		}
 		r := x.waiting[id]
 		delete(x.waiting, id)
-		x.abandoned++
+		abandoned++
 		x.rescues.Add(1)
 		ctx, cancel := context.WithCancel(x.reqCtx)
 		r.rescue = &rescue{at: now, cancel: cancel, pending: 2}
@@ -140,7 +146,6 @@ func (x *executor) serverAfterRescue(r *request, rs *rescue, gen int, res transp
 	}
 	x.mu.Lock()
 	rs.pending--
-	x.abandoned--
 	won := err == nil && !rs.claimed
 	rs.claimed = rs.claimed || won
 	last := rs.pending == 0 && !rs.claimed

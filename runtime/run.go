@@ -466,9 +466,9 @@ type sidecar struct {
 	Options     sidecarOptions    `json:"options"`
 	Model       string            `json:"model"`
 	Synthetic   bool              `json:"synthetic_weights"`
-	Link        linkJSON          `json:"probed_link"`
-	Plans       []planJSON        `json:"plans"`
-	Breakpoints []breakpointJSON  `json:"breakpoints"`
+	Link        LinkJSON          `json:"probed_link"`
+	Plans       []PlanJSON        `json:"plans"`
+	Breakpoints []BreakpointJSON  `json:"breakpoints"`
 	Prepared    []string          `json:"prepared"`
 	Events      []eventJSON       `json:"events"`
 	Summary     summaryJSON       `json:"summary"`
@@ -487,28 +487,6 @@ type sidecarOptions struct {
 	// EdgeSlowdown is the edge slowdown in force (1: off), the config's
 	// or --edge-slowdown's.
 	EdgeSlowdown float64 `json:"edge_slowdown"`
-}
-
-type linkJSON struct {
-	UpMbit   float64 `json:"up_mbit"`
-	DownMbit float64 `json:"down_mbit"`
-	RTTms    float64 `json:"rtt_ms"`
-}
-
-type planJSON struct {
-	Plan        string  `json:"plan"`
-	Cut         int     `json:"cut"`
-	Codec       string  `json:"codec,omitempty"`
-	Bytes       int64   `json:"bytes"`
-	PredictedMs float64 `json:"predicted_ms"`
-	Feasible    bool    `json:"feasible"`
-}
-
-type breakpointJSON struct {
-	FromMbit float64 `json:"from_mbit"`
-	ToMbit   float64 `json:"to_mbit"` // -1: unbounded
-	Plan     string  `json:"plan"`
-	Codec    string  `json:"codec,omitempty"`
 }
 
 type eventJSON struct {
@@ -558,7 +536,7 @@ func newSidecar(ctx context.Context, st *settings, server string, res *RunResult
 	sc := sidecar{Tracr: "dev", GoVersion: "", Machine: profiler.DescribeMachine(ctx, ""), Server: server, Config: st.cfg,
 		Options: sidecarOptions{Adaptive: st.adaptive, Cut: st.cut, InFlight: cmpDefault(st.cfg.Run.InFlight, 3),
 			EdgeSlowdown: max(st.slowdown, 1)},
-		Model: p.Source, Synthetic: p.Synthetic, Link: linkJSON{p.Link.Up / 1e6, p.Link.Down / 1e6, msf(p.Link.RTT)},
+		Model: p.Source, Synthetic: p.Synthetic, Link: NewLinkJSON(p.Link),
 		Prepared: o.Prepared, Start: start, End: time.Now(), Interrupted: o.Interrupted, Records: filepath.Base(res.CSV)}
 	if st.link != nil {
 		sc.Options.Link = st.link.String()
@@ -595,17 +573,7 @@ func newSidecar(ctx context.Context, st *settings, server string, res *RunResult
 		m := p.ServerProfile.Machine
 		sc.ServerInfo = &m
 	}
-	for _, pl := range p.Ranked {
-		sc.Plans = append(sc.Plans, planJSON{Plan: pl.Candidate.Name(), Cut: pl.Candidate.Cut, Codec: pl.Encoding.Codec,
-			Bytes: pl.Encoding.Bytes, PredictedMs: msf(pl.Breakdown.Total), Feasible: pl.Feasible})
-	}
-	for _, iv := range p.Breakpoints {
-		to := iv.To / 1e6
-		if iv.To > 1e300 {
-			to = -1
-		}
-		sc.Breakpoints = append(sc.Breakpoints, breakpointJSON{FromMbit: iv.From / 1e6, ToMbit: to, Plan: iv.Plan.Candidate.Name(), Codec: iv.Plan.Encoding.Codec})
-	}
+	sc.Plans, sc.Breakpoints = p.TableJSON()
 	for _, e := range o.Events {
 		sc.Events = append(sc.Events, eventJSON{AtMs: msf(e.At), Kind: e.Kind, Request: e.Request, Message: e.Message})
 	}

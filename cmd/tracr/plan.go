@@ -249,44 +249,14 @@ func writeChecks(w io.Writer, checks []runtime.Measurement) {
 }
 
 type planJSON struct {
-	Model       string              `json:"model"`
-	Synthetic   bool                `json:"synthetic"`
-	Link        linkJSON            `json:"link"`
-	Objective   string              `json:"objective"`
-	Plans       []planRowJSON       `json:"plans"`
-	Breakpoints []breakpointJSON    `json:"breakpoints"`
-	Validation  []measurementJSON   `json:"validation,omitempty"`
-	Crossing    map[string][]string `json:"crossing"`
-}
-
-type linkJSON struct {
-	UpMbit   float64 `json:"up_mbit"`
-	DownMbit float64 `json:"down_mbit"`
-	RTTms    float64 `json:"rtt_ms"`
-}
-
-type planRowJSON struct {
-	Plan     string  `json:"plan"`
-	Cut      int     `json:"cut"`
-	Codec    string  `json:"codec,omitempty"`
-	Bytes    int64   `json:"bytes"`
-	EdgeMs   float64 `json:"edge_ms"`
-	EncodeMs float64 `json:"encode_ms"`
-	UpMs     float64 `json:"up_ms"`
-	ServerMs float64 `json:"server_ms"`
-	DecodeMs float64 `json:"decode_ms"`
-	DownMs   float64 `json:"down_ms"`
-	RTTMs    float64 `json:"rtt_ms"`
-	TotalMs  float64 `json:"total_ms"`
-	Feasible bool    `json:"feasible"`
-	Reason   string  `json:"reason,omitempty"`
-}
-
-type breakpointJSON struct {
-	FromMbit float64 `json:"from_mbit"`
-	ToMbit   float64 `json:"to_mbit"` // -1 for unbounded
-	Plan     string  `json:"plan"`
-	Codec    string  `json:"codec,omitempty"`
+	Model       string                   `json:"model"`
+	Synthetic   bool                     `json:"synthetic"`
+	Link        runtime.LinkJSON         `json:"link"`
+	Objective   string                   `json:"objective"`
+	Plans       []runtime.PlanJSON       `json:"plans"`
+	Breakpoints []runtime.BreakpointJSON `json:"breakpoints"`
+	Validation  []measurementJSON        `json:"validation,omitempty"`
+	Crossing    map[string][]string      `json:"crossing"`
 }
 
 type measurementJSON struct {
@@ -299,24 +269,12 @@ func msf(d time.Duration) float64 { return d.Seconds() * 1e3 }
 
 func writePlanJSON(w io.Writer, p *runtime.Planned, checks []runtime.Measurement) error {
 	out := planJSON{Model: p.Source, Synthetic: p.Synthetic, Objective: p.Problem.Objective.String(),
-		Link:     linkJSON{UpMbit: p.Link.Up / 1e6, DownMbit: p.Link.Down / 1e6, RTTms: msf(p.Link.RTT)},
+		Link:     runtime.NewLinkJSON(p.Link),
 		Crossing: map[string][]string{}}
 	for id, names := range p.Crossing {
 		out.Crossing[fmt.Sprint(id)] = names
 	}
-	for _, pl := range p.Ranked {
-		b := pl.Breakdown
-		out.Plans = append(out.Plans, planRowJSON{Plan: pl.Candidate.Name(), Cut: pl.Candidate.Cut, Codec: pl.Encoding.Codec,
-			Bytes: pl.Encoding.Bytes, EdgeMs: msf(b.Edge), EncodeMs: msf(b.Encode), UpMs: msf(b.Up), ServerMs: msf(b.Server),
-			DecodeMs: msf(b.Decode), DownMs: msf(b.Down), RTTMs: msf(b.RTT), TotalMs: msf(b.Total), Feasible: pl.Feasible, Reason: pl.Reason})
-	}
-	for _, iv := range p.Breakpoints {
-		to := iv.To / 1e6
-		if math.IsInf(iv.To, 1) {
-			to = -1
-		}
-		out.Breakpoints = append(out.Breakpoints, breakpointJSON{FromMbit: iv.From / 1e6, ToMbit: to, Plan: iv.Plan.Candidate.Name(), Codec: iv.Plan.Encoding.Codec})
-	}
+	out.Plans, out.Breakpoints = p.TableJSON()
 	for _, m := range checks {
 		out.Validation = append(out.Validation, measurementJSON{Plan: m.Plan.Candidate.Name(), PredictedMs: msf(m.Plan.Breakdown.Total), MeasuredMs: msf(m.Total)})
 	}
