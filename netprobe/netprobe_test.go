@@ -200,16 +200,7 @@ func TestProbeEmulatedLink(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := context.Background()
-			lb, err := transport.StartLoopback(ctx, transport.LoopbackOptions{Link: transport.NewLinkState(link)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer lb.Close()
-			c, err := lb.Dial(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dialLoopback(t, transport.LoopbackOptions{Link: transport.NewLinkState(link)})
 			start := time.Now()
 			r, err := Probe(ctx, c, Options{})
 			if err != nil {
@@ -234,16 +225,7 @@ func TestProbeEmulatedLink(t *testing.T) {
 // only need to be plausible, and the probe must be quick.
 func TestProbeLoopback(t *testing.T) {
 	ctx := context.Background()
-	lb, err := transport.StartLoopback(ctx, transport.LoopbackOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lb.Close()
-	c, err := lb.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialLoopback(t, transport.LoopbackOptions{})
 	start := time.Now()
 	r, err := Probe(ctx, c, Options{Repeats: 2})
 	if err != nil {
@@ -294,4 +276,21 @@ func TestFitOrDirect(t *testing.T) {
 	if _, err := fitOrDirect(nil); err == nil {
 		t.Error("fitOrDirect of nothing succeeded")
 	}
+}
+
+// dialLoopback starts a loopback server with opts and connects to it; both
+// close when the test ends.
+func dialLoopback(t *testing.T, opts transport.LoopbackOptions) *transport.Client {
+	t.Helper()
+	lb, err := transport.StartLoopback(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lb.Close() })
+	c, err := lb.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

@@ -134,18 +134,7 @@ func TestPipelinedInfer(t *testing.T) {
 	ks := startKeyedServer(t, gate, SessionOptions{})
 	client = dialKeyed(t, ks)
 	ctx := context.Background()
-	model := chainModelBytes(t)
-	m, err := graph.Parse(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := engine.Prepare(ctx, m, 1); err != nil {
-		t.Fatal(err)
-	}
-	hash, err := client.EnsureModel(ctx, model)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, hash := uploadChain(t, client)
 
 	// Heads and expected outputs, computed before anything is sent.
 	cuts := len(m.Nodes()) + 1
@@ -287,15 +276,7 @@ func TestLoopback(t *testing.T) {
 	if rtt, err := c.Ping(ctx); err != nil || rtt < 40*time.Millisecond || rtt > 80*time.Millisecond {
 		t.Errorf("ping over a 40ms link: %v, %v", rtt, err)
 	}
-	model := chainModelBytes(t)
-	m, _ := graph.Parse(model)
-	if _, err := engine.Prepare(ctx, m, 1); err != nil {
-		t.Fatal(err)
-	}
-	hash, err := c.EnsureModel(ctx, model)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, hash := uploadChain(t, c)
 	x, _ := tensor.Random("x", tensor.Float32, tensor.Shape{1, 16}, 7)
 	want, got := runBothWays(t, c, m, hash, 3, x)
 	if same, diff, err := engine.Difference(want, got); err != nil || !same {

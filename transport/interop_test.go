@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"tracr/engine"
-	"tracr/graph"
 	"tracr/tensor"
 )
 
@@ -112,19 +111,7 @@ func startDaemon(t *testing.T, cmd *exec.Cmd, addr string) (stderr *syncBuffer, 
 // cut 2 against a local run.
 func checkRemoteTail(t *testing.T, c *Client) {
 	t.Helper()
-	ctx := context.Background()
-	model := chainModelBytes(t)
-	m, err := graph.Parse(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := engine.Prepare(ctx, m, 1); err != nil {
-		t.Fatal(err)
-	}
-	hash, err := c.EnsureModel(ctx, model)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, hash := uploadChain(t, c)
 	x, _ := tensor.Random("x", tensor.Float32, tensor.Shape{1, 16}, 3)
 	want, got := runBothWays(t, c, m, hash, 2, x)
 	if same, diff, err := engine.Difference(want, got); err != nil || !same {

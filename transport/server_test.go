@@ -27,6 +27,26 @@ import (
 // needORT skips or fails the test without ONNX Runtime (orttest.Require).
 func needORT(t testing.TB) { orttest.Require(t) }
 
+// uploadChain sends the chain model through c and returns it prepared for
+// local reference runs, with its hash.
+func uploadChain(t *testing.T, c *Client) (*graph.Model, [32]byte) {
+	t.Helper()
+	model := chainModelBytes(t)
+	m, err := graph.Parse(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := engine.Prepare(ctx, m, 1); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := c.EnsureModel(ctx, model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, hash
+}
+
 // chainModelBytes builds a small float32 chain, x[1,16] -> MatMul -> Relu
 // -> MatMul -> Tanh -> Add -> y[1,16], whose every prefix is a cut.
 func chainModelBytes(t testing.TB) []byte {
@@ -399,19 +419,7 @@ func TestSessionLimit(t *testing.T) {
 	defer h.Close()
 	ks := startKeyedServer(t, h, SessionOptions{})
 	c := dialKeyed(t, ks)
-	ctx := context.Background()
-	model := chainModelBytes(t)
-	m, err := graph.Parse(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := engine.Prepare(ctx, m, 1); err != nil {
-		t.Fatal(err)
-	}
-	hash, err := c.EnsureModel(ctx, model)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, hash := uploadChain(t, c)
 	for round := range 3 {
 		for cut := 0; cut <= len(m.Nodes()); cut++ {
 			x, _ := tensor.Random("x", tensor.Float32, tensor.Shape{1, 16}, uint64(round*10+cut))
