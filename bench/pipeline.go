@@ -273,7 +273,7 @@ func (b *bencher) adaptation(ctx context.Context, tb *testbed, m model) error {
 	}
 	tb.state.Set(transport.Link{})
 	b.adaptFigures(scope, st, n, adaptive, static)
-	b.logf("adaptation took %.1f s (%d rounds of up to %d runs of %d requests)", time.Since(t0).Seconds(), rounds, 1+len(st.statics), n)
+	b.logf("adaptation took %.1f s (%d round(s) of up to %d runs of %d requests)", time.Since(t0).Seconds(), rounds, 1+len(st.statics), n)
 	return nil
 }
 
@@ -345,7 +345,7 @@ func (b *bencher) adaptFigures(scope string, st *adaptSetup, n int, adaptive []*
 		}
 		before = append(before, strconv.Itoa(started))
 	}
-	how := fmt.Sprintf("Execute, edge emulated %dx slower (planned and run), %d requests, %d in flight; %d rounds of adaptive then each static, interleaved (a static over twice the best static in round 1 runs once); step after %d requests at the 50 Mbit/s plan's measured interval (%.1f ms; predicted %.1f ms)",
+	how := fmt.Sprintf("Execute, edge emulated %dx slower (planned and run), %d requests, %d in flight; %d round(s) of adaptive then each static, interleaved (a static over twice the best static in round 1 runs once); step after %d requests at the 50 Mbit/s plan's measured interval (%.1f ms; predicted %.1f ms)",
 		adaptSlowdown, n, adaptInFlight, len(adaptive), beforeStep(n), msf(st.measured), msf(st.predicted))
 	b.add(Figure{Section: "adaptation", Scope: scope, Metric: "requests to switch after the step", Value: medianSwitch(switches), Unit: "req",
 		Detail: fmt.Sprintf("runs: %s; requests started before the step: %s of %d", strings.Join(moves, "; "), strings.Join(before, ", "), n),
