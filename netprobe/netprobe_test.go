@@ -26,6 +26,11 @@ func line(a time.Duration, bps float64, sizes []int64, noise []float64) []Sample
 
 func within(got, want, tol float64) bool { return math.Abs(got-want) <= tol*math.Abs(want) }
 
+// bandwidthWithin: at most 10% above the emulated rate, at most 20% below.
+func bandwidthWithin(got, emulated float64) bool {
+	return got <= 1.1*emulated && got >= 0.8*emulated
+}
+
 func TestFitLine(t *testing.T) {
 	ladder := []int64{64 << 10, 128 << 10, 256 << 10, 512 << 10}
 	tests := []struct {
@@ -184,7 +189,11 @@ func TestEstimator(t *testing.T) {
 }
 
 // TestProbeEmulatedLink probes an in-process SSH server through the link
-// emulation and checks each figure is within 10% of the emulated link.
+// emulation and checks each figure is within 10% of the emulated link, or up
+// to 20% below it for bandwidth: the probe measures what actually crosses,
+// and on a loaded 2-core machine (CI runs the graph tests alongside) SSH's
+// own compute can keep a 100 Mbit/s emulation from being filled (88 Mbit/s
+// seen once). Above the emulated rate stays at 10%: that would be a bug.
 func TestProbeEmulatedLink(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes several seconds")
@@ -211,10 +220,10 @@ func TestProbeEmulatedLink(t *testing.T) {
 			if !within(float64(r.RTT), float64(link.RTT), 0.1) {
 				t.Errorf("rtt %v, emulated %v", r.RTT, link.RTT)
 			}
-			if !within(r.Up.BitsPerSec, link.Up, 0.1) {
+			if !bandwidthWithin(r.Up.BitsPerSec, link.Up) {
 				t.Errorf("up %.4g bit/s, emulated %.4g", r.Up.BitsPerSec, link.Up)
 			}
-			if !within(r.Down.BitsPerSec, link.Down, 0.1) {
+			if !bandwidthWithin(r.Down.BitsPerSec, link.Down) {
 				t.Errorf("down %.4g bit/s, emulated %.4g", r.Down.BitsPerSec, link.Down)
 			}
 		})
