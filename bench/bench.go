@@ -1,4 +1,5 @@
-// Package bench measures tracr's headline figures in one run: the planner's
+// Package bench measures tracr's headline figures in one run: how this
+// machine runs work after an idle gap (context for the rest), the planner's
 // regret and prediction error against measured candidates, the runtime's
 // overhead and pipelined throughput, adaptation on a link trace, the SSH
 // channel against plain TCP, and the codecs' byte ratios and top-1
@@ -37,8 +38,8 @@ type Options struct {
 
 // Figure is one headline number with the two measurements it compares.
 type Figure struct {
-	// Section is "regret", "prediction", "overhead", "throughput",
-	// "adaptation", "channel" or "codec"; Scope what it is about (a model
+	// Section is "machine", "regret", "prediction", "overhead",
+	// "throughput", "adaptation", "channel" or "codec"; Scope what it is about (a model
 	// and link, a codec).
 	Section string `json:"section"`
 	Scope   string `json:"scope"`
@@ -100,6 +101,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		name string
 		run  func(context.Context) error
 	}{
+		{"machine: work after an idle gap", b.machine},
 		{"regret and prediction error", b.planning},
 		{"runtime overhead, throughput and adaptation", b.pipeline},
 		{"SSH channel vs TCP", b.channel},

@@ -91,7 +91,10 @@ func (b *bencher) overhead(ctx context.Context, tb *testbed, p *tr.Planned, m mo
 	s := tr.Summarize(one.Records, one.Wall)
 	b.add(Figure{Section: "overhead", Scope: scope, Metric: "median runtime overhead", Value: msf(s.Overhead), Unit: "ms",
 		Detail: fmt.Sprintf("%.1f%% of a %.1f ms request", 100*s.OverheadShare, msf(s.MedianTotal)),
-		How:    fmt.Sprintf("Execute, 1 in flight, %d requests: median of total - (edge + server + post + bytes/link rate + rtt + queue)", n)})
+		How:    fmt.Sprintf("Execute, 1 in flight, %d requests: median of total - (edge + encode + decode + server + post + bytes/link rate + rtt + queue)", n)})
+	b.add(Figure{Section: "overhead", Scope: scope, Metric: "median codec compute", Value: msf(s.Codec), Unit: "ms",
+		Detail: fmt.Sprintf("overhead counting it too: %.1f ms, %.1f%%", msf(s.OverheadWithCodec), 100*s.OverheadWithCodecShare),
+		How:    "same run: median of encode + decode (the edge's encoding, the server's decoding and its answer's encoding)"})
 	piped, err := execute(ctx, tb, p, tr.ExecOptions{Plan: pl, InFlight: 3}, n)
 	if err != nil {
 		return fmt.Errorf("throughput run: %w", err)

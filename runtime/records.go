@@ -159,16 +159,24 @@ type Summary struct {
 
 	// Split counts the requests the server answered (not edge-only, not
 	// fallen back). Overhead is the median over them of
-	// total - (edge + server + post + bytes_up/link_up + bytes_down/link_down + rtt + queue):
-	// the time the runtime adds to the compute and to what the link itself
-	// costs (encoding, framing, SSH, decoding). The server's queue is left
-	// out, but with several requests in flight a request may also wait
-	// behind another one's transfer, which counts: measure the runtime's
-	// own overhead with one request in flight. OverheadShare is the median
-	// of overhead/total.
+	// total - (edge + encode + decode + server + post + bytes_up/link_up + bytes_down/link_down + rtt + queue):
+	// the time the runtime adds to the compute the plan prices (head,
+	// codec, tail, post-processing) and to what the link itself costs
+	// (framing, SSH, scheduling, copies). The server's queue is left out,
+	// but with several requests in flight a request may also wait behind
+	// another one's transfer, which counts: measure the runtime's own
+	// overhead with one request in flight. OverheadShare is the median of
+	// overhead/total.
 	Split         int
 	Overhead      time.Duration
 	OverheadShare float64
+	// Codec is the median over the same requests of encode + decode (the
+	// edge's encoding, the server's decoding and its answer's encoding).
+	// OverheadWithCodec and its share count that codec compute as
+	// overhead too, as tracr's first figures did.
+	Codec                  time.Duration
+	OverheadWithCodec      time.Duration
+	OverheadWithCodecShare float64
 	// Stages is each pipeline stage's mean time per request, over every
 	// request that produced a result (0 for a request that skips the
 	// stage): read+pre, edge (head or whole model, encoding), link (bytes
@@ -190,8 +198,8 @@ type Stage struct {
 // Summarize computes the summary of records over a run that took wall.
 func Summarize(records []Record, wall time.Duration) Summary {
 	s := Summary{Requests: len(records), Wall: wall, Cuts: map[string]int{}}
-	var totals, preds, overheads []time.Duration
-	var errs, shares []float64
+	var totals, preds, overheads, codecs, withCodec []time.Duration
+	var errs, shares, withCodecShares []float64
 	var sum time.Duration
 	stages := make([]time.Duration, 4)
 	for _, r := range records {
@@ -223,16 +231,22 @@ func Summarize(records []Record, wall time.Duration) Summary {
 		link := transferTime(r.BytesUp, r.LinkUp) + transferTime(r.BytesDown, r.LinkDown)
 		stages[2] += link
 		stages[3] += r.Decode + r.Server + r.Post
-		o := r.Total - (r.Edge + r.Server + r.Post + link + r.RTT + r.Queue)
+		codec := r.Encode + r.Decode
+		o := r.Total - (r.Edge + codec + r.Server + r.Post + link + r.RTT + r.Queue)
 		overheads = append(overheads, o)
+		codecs = append(codecs, codec)
+		withCodec = append(withCodec, o+codec)
 		if r.Total > 0 {
 			shares = append(shares, float64(o)/float64(r.Total))
+			withCodecShares = append(withCodecShares, float64(o+codec)/float64(r.Total))
 		}
 	}
 	s.MedianTotal, s.P90Total = quantile(totals, 0.5), quantile(totals, 0.9)
 	s.MedianPredicted = quantile(preds, 0.5)
 	s.PredictionError = median(errs)
 	s.Overhead, s.OverheadShare = quantile(overheads, 0.5), median(shares)
+	s.Codec = quantile(codecs, 0.5)
+	s.OverheadWithCodec, s.OverheadWithCodecShare = quantile(withCodec, 0.5), median(withCodecShares)
 	if n := len(totals); n > 0 {
 		s.MeanTotal = sum / time.Duration(n)
 		var slowest time.Duration
@@ -308,8 +322,8 @@ func (s Summary) Print(w io.Writer) {
 		fmt.Fprintf(w, "  %-22s %d requests\n", n, s.Cuts[n])
 	}
 	if s.Split > 0 {
-		fmt.Fprintf(w, "overhead (total - edge - server - bytes/bandwidth - rtt - queue, median of %d split requests): %s ms, %.1f%% of total\n",
-			s.Split, ms(s.Overhead), 100*s.OverheadShare)
+		fmt.Fprintf(w, "overhead (total - compute (edge, codec, server, post) - bytes/bandwidth - rtt - queue, median of %d split requests): %s ms, %.1f%% of total; codec compute %s ms\n",
+			s.Split, ms(s.Overhead), 100*s.OverheadShare, ms(s.Codec))
 	}
 	if len(s.Stages) > 0 {
 		fmt.Fprintf(w, "pipeline: stage means")

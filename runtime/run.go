@@ -511,6 +511,7 @@ type summaryJSON struct {
 	Plans             map[string]int     `json:"plans"`
 	OverheadMs        float64            `json:"overhead_median_ms"`
 	OverheadShare     float64            `json:"overhead_median_share"`
+	CodecMs           float64            `json:"codec_median_ms"`
 	Stages            map[string]float64 `json:"stage_mean_ms"`
 	Bottleneck        string             `json:"bottleneck"`
 	Efficiency        float64            `json:"pipeline_efficiency"`
@@ -579,7 +580,7 @@ func newSidecar(ctx context.Context, st *settings, server string, res *RunResult
 	}
 	sc.Summary = summaryJSON{Requests: s.Requests, Failed: s.Failed, Fallback: s.Fallback, Rescued: s.Rescued, MedianMs: msf(s.MedianTotal), P90Ms: msf(s.P90Total),
 		MeanMs: msf(s.MeanTotal), MedianPredictedMs: msf(s.MedianPredicted), PredictionError: s.PredictionError, Throughput: s.Throughput,
-		WallMs: msf(s.Wall), Plans: s.Cuts, OverheadMs: msf(s.Overhead), OverheadShare: s.OverheadShare, Stages: map[string]float64{},
+		WallMs: msf(s.Wall), Plans: s.Cuts, OverheadMs: msf(s.Overhead), OverheadShare: s.OverheadShare, CodecMs: msf(s.Codec), Stages: map[string]float64{},
 		Bottleneck: s.Bottleneck, Efficiency: s.Efficiency}
 	for _, stg := range s.Stages {
 		sc.Summary.Stages[stg.Name] = msf(stg.Mean)

@@ -407,6 +407,27 @@ func (s *shapedConn) sleepUntil(t time.Time, ahead time.Duration, dl *deadline) 
 	}
 }
 
+// nearWait is how close to a delivery time the emulation stops using Go's
+// timers. On Linux they wait in whole milliseconds once under one (a 100 us
+// sleep took 1.1 ms here), which delivered the end of every message about
+// 0.5-1 ms late in each direction: the emulated link was slower than the
+// one asked for. The last stretch is slept by the kernel instead
+// (preciseSleep, 0.1 ms late here), which costs no CPU.
+const nearWait = 1500 * time.Microsecond
+
+// waitUntil waits until t like sleepUntil with no lead, but exactly: a
+// timer until nearWait before t, then preciseSleep. Close and the deadline
+// end the timer's part; the precise part is at most nearWait.
+func (s *shapedConn) waitUntil(t time.Time, dl *deadline) error {
+	if d := time.Until(t); d > nearWait {
+		if err := s.sleepUntil(t.Add(-nearWait), 0, dl); err != nil {
+			return err
+		}
+	}
+	preciseSleep(time.Until(t))
+	return nil
+}
+
 // deliver writes queued chunks to the underlying connection at their
 // delivery times, until the queue is closed.
 func (s *shapedConn) deliver() {
@@ -417,10 +438,11 @@ func (s *shapedConn) deliver() {
 		if s.outErr.Load() != nil {
 			continue // drop: the connection failed
 		}
-		if d := time.Until(c.at); d > 0 {
-			timer.Reset(d)
+		if d := time.Until(c.at); d > nearWait {
+			timer.Reset(d - nearWait)
 			<-timer.C
 		}
+		preciseSleep(time.Until(c.at))
 		if _, err := s.Conn.Write(c.data); err != nil {
 			err = fmt.Errorf("shaped link: %w", err)
 			s.outErr.Store(&err)
@@ -483,7 +505,7 @@ func (s *shapedConn) Read(p []byte) (int, error) {
 				return 0, os.ErrDeadlineExceeded
 			}
 		}
-		if err := s.sleepUntil(s.head.at, 0, s.rdl); err != nil {
+		if err := s.waitUntil(s.head.at, s.rdl); err != nil {
 			return 0, err
 		}
 		c := s.head
