@@ -16,8 +16,14 @@ import (
 type Config struct {
 	// Model is a zoo name or an ONNX file.
 	Model string `toml:"model"`
-	// ImgSize is the input size for zoo models (0 = the model's default).
+	// ImgSize is the input size (0 = the model's default; an ONNX file
+	// with a fixed input size has only that one).
 	ImgSize int `toml:"img_size"`
+	// Task ("classify" or "detect") and Labels ("imagenet", "coco" or
+	// "none") say how to pre- and post-process an ONNX file; see
+	// ModelTask. Zoo models know their own.
+	Task   string `toml:"task"`
+	Labels string `toml:"labels"`
 	// Server names a server in the devices file, or "local" (or empty)
 	// for the embedded loopback server.
 	Server string `toml:"server"`

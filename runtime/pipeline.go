@@ -250,8 +250,8 @@ func newExecutor(ctx context.Context, opts ExecOptions) (*executor, error) {
 		return nil, errors.New("execute: no planned model")
 	}
 	if p.Spec.Task != zoo.TaskDetect && p.Spec.Task != zoo.TaskClassify {
-		return nil, fmt.Errorf("execute %s: tracr run needs a model with known pre- and post-processing (a zoo model: %s)",
-			p.Source, strings.Join(zoo.Names(), ", "))
+		return nil, fmt.Errorf("execute %s: tracr run needs to know how to pre- and post-process it: set task = %q or %q in the config (zoo models know theirs: %s)",
+			p.Source, zoo.TaskClassify, zoo.TaskDetect, strings.Join(zoo.Names(), ", "))
 	}
 	if opts.Dataset == nil {
 		return nil, errors.New("execute: no dataset")

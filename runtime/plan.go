@@ -27,6 +27,9 @@ type PlanOptions struct {
 	// the model's default).
 	Model   string
 	ImgSize int
+	// Task says how to pre- and post-process a model from an ONNX file
+	// (zoo models know it; for them it must be empty or agree).
+	Task ModelTask
 	// EdgeThreads and EdgeProvider configure ONNX Runtime on the edge.
 	EdgeThreads  int
 	EdgeProvider string
@@ -115,7 +118,7 @@ func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned,
 	if err := CheckEdgeSlowdown(opts.EdgeSlowdown); err != nil {
 		return nil, fmt.Errorf("plan: edge slowdown %w", err)
 	}
-	p, err := load(ctx, opts.Model, opts.ImgSize)
+	p, err := load(ctx, opts.Model, opts.ImgSize, opts.Task)
 	if err != nil {
 		return nil, err
 	}
@@ -181,9 +184,12 @@ func (p *Planned) Reprice(l planner.Link) {
 }
 
 // load resolves and prepares the model, and makes a sample input: a
-// photo-like synthetic image pre-processed as the model expects, or seeded
-// random values for a model from a file.
-func load(ctx context.Context, model string, size int) (*Planned, error) {
+// photo-like synthetic image pre-processed as the model expects (a zoo
+// model, or a file with a task), or seeded random values.
+func load(ctx context.Context, model string, size int, task ModelTask) (*Planned, error) {
+	if err := task.Check(); err != nil {
+		return nil, fmt.Errorf("model %s: %w", model, err)
+	}
 	data, source, synthetic, err := zoo.ResolveSize(ctx, model, size)
 	if err != nil {
 		return nil, err
@@ -198,14 +204,27 @@ func load(ctx context.Context, model string, size int) (*Planned, error) {
 		return nil, fmt.Errorf("model %s: %w", source, err)
 	}
 	p.Sample = random
-	if spec, err := zoo.Describe(model, size); err == nil {
-		p.Spec = spec
-		p.Post = zoo.DefaultPost(spec.Task)
+	spec, err := zoo.Describe(model, size)
+	switch {
+	case err == nil && task.Task != "" && task.Task != spec.Task:
+		return nil, fmt.Errorf("model %s is a %s model; task %q does not apply to it", model, spec.Task, task.Task)
+	case err == nil:
+		p.Spec, p.Post = spec, zoo.DefaultPost(spec.Task)
+		if task.Labels != "" {
+			p.Post = ModelTask{Task: spec.Task, Labels: task.Labels}.post()
+		}
+	case task.Task != "":
+		if p.Spec, err = customSpec(m, source, task, size); err != nil {
+			return nil, err
+		}
+		p.Post = task.post()
+	}
+	if p.Spec.Task != "" {
 		img, err := zoo.Synthetic(1, 640, 480, 7).Sample(0)
 		if err != nil {
 			return nil, err
 		}
-		in, lb := Preprocess(spec, img.Image)
+		in, lb := Preprocess(p.Spec, img.Image)
 		p.Sample = []tensor.Tensor{in}
 		p.Post.Letterbox = lb
 	}

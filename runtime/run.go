@@ -72,6 +72,8 @@ type settings struct {
 	adaptive  bool
 	cut       *int
 	slowdown  float64 // the edge slowdown in force (0 or 1: off)
+	model     string  // the zoo name, or the ONNX file resolved against the config's folder
+	task      ModelTask
 }
 
 // Run runs a configuration end to end: it connects to the server (the
@@ -116,7 +118,7 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 	if st.slowdown > 1 {
 		fmt.Fprintf(out, "edge   emulated %gx slower than this machine\n", st.slowdown)
 	}
-	p, err := Plan(ctx, client, PlanOptions{Model: cfg.Model, ImgSize: cfg.ImgSize, EdgeThreads: cfg.Edge.Threads,
+	p, err := Plan(ctx, client, PlanOptions{Model: st.model, ImgSize: cfg.ImgSize, Task: st.task, EdgeThreads: cfg.Edge.Threads,
 		EdgeProvider: cfg.Edge.Provider, EdgeSlowdown: st.slowdown, Repeats: opts.Repeats, Objective: st.objective, AllowLossy: cfg.Codec.AllowLossy, Codecs: st.codecs})
 	if err != nil {
 		client.Close()
@@ -214,6 +216,19 @@ func resolve(cfg *Config, opts RunOptions) (*settings, error) {
 	}
 	if st.cut != nil && st.adaptive {
 		return nil, st.keyErr(errors.New("a forced cut and adaptive re-planning exclude each other; drop one"), "run", "cut")
+	}
+	st.model, st.task = cfg.Model, ModelTask{Task: cfg.Task, Labels: cfg.Labels}
+	if strings.HasSuffix(strings.ToLower(cfg.Model), ".onnx") || strings.ContainsRune(cfg.Model, '/') {
+		st.model = cfg.Resolve(cfg.Model)
+	}
+	if err := (ModelTask{Task: st.task.Task}).Check(); err != nil {
+		return nil, st.keyErr(err, "task")
+	}
+	if st.model != cfg.Model && st.task.Task == "" {
+		return nil, st.keyErr(fmt.Errorf("%s is an ONNX file: set task = %q or %q to say how to pre- and post-process it", cfg.Model, zoo.TaskClassify, zoo.TaskDetect), "model")
+	}
+	if err := (ModelTask{Labels: st.task.Labels}).Check(); err != nil {
+		return nil, st.keyErr(err, "labels")
 	}
 	var err error
 	if st.objective, err = planner.ParseObjective(cfg.Run.Objective); err != nil {
@@ -320,7 +335,9 @@ func openDataset(cfg *Config) (zoo.Dataset, error) {
 		return zoo.Synthetic(d.Synthetic, w, h, d.Seed), nil
 	}
 	classes := zoo.ImageNetLabels()
-	if spec, err := zoo.Describe(cfg.Model, cfg.ImgSize); err == nil && spec.Task == zoo.TaskDetect {
+	spec, err := zoo.Describe(cfg.Model, cfg.ImgSize)
+	detector := (err == nil && spec.Task == zoo.TaskDetect) || cfg.Task == zoo.TaskDetect
+	if cfg.Labels == "coco" || (detector && cfg.Labels != "imagenet") {
 		classes = zoo.COCOLabels()
 	}
 	ds, err := zoo.OpenImageFolderClasses(cfg.Resolve(d.Path), cfg.Resolve(d.Labels), classes)

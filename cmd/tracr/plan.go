@@ -23,7 +23,8 @@ func planCommand() *cli.Command {
 		ArgsUsage: " ",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "zoo name (see tracr models) or ONNX file", Required: true},
-			&cli.IntFlag{Name: "img-size", Usage: "input size for zoo models (0 = the model's default)"},
+			&cli.IntFlag{Name: "img-size", Usage: "input size (0 = the model's default)"},
+			&cli.StringFlag{Name: "task", Usage: "for an ONNX file: classify or detect, so bytes are measured on a pre-processed image instead of random values"},
 			&cli.StringFlag{Name: "objective", Value: "latency", Usage: "latency or throughput"},
 			&cli.IntFlag{Name: "threads", Usage: "edge ONNX Runtime threads (0 = ONNX Runtime's default)"},
 			&cli.IntFlag{Name: "repeats", Usage: "timed runs per profile measurement (0 = default)"},
@@ -47,7 +48,7 @@ func planCommand() *cli.Command {
 			}
 			defer sc.Close()
 			p, err := runtime.Plan(c.Context, sc.Client, runtime.PlanOptions{
-				Model: c.String("model"), ImgSize: c.Int("img-size"), EdgeThreads: c.Int("threads"), EdgeSlowdown: c.Float64("edge-slowdown"),
+				Model: c.String("model"), ImgSize: c.Int("img-size"), Task: runtime.ModelTask{Task: c.String("task")}, EdgeThreads: c.Int("threads"), EdgeSlowdown: c.Float64("edge-slowdown"),
 				Repeats: c.Int("repeats"), Objective: obj, AllowLossy: c.Bool("lossy"), Preload: sc.Preload(),
 			})
 			if err != nil {

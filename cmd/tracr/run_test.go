@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,6 +42,9 @@ func TestRunConfigErrors(t *testing.T) {
 		{"link and trace", base, []string{"--link", "up=1mbit", "--link-trace", "t.csv"}, "--link and --link-trace exclude each other"},
 		{"missing trace", base, []string{"--link-trace", filepath.Join(dir, "none.csv")}, "load link trace: open " + filepath.Join(dir, "none.csv")},
 		{"unknown server", strings.Replace(base, "local", "lab", 1), nil, `server "lab": no devices file ` + filepath.Join(dir, "devices.toml")},
+		{"bad task", "task = \"segment\"\n" + base, nil, `run.toml:1: key "task": task "segment": want classify or detect`},
+		{"bad labels", "labels = \"voc\"\n" + base, nil, `run.toml:1: key "labels": labels "voc": want imagenet, coco or none`},
+		{"file without task", strings.Replace(base, "mobilenetv2", "net.onnx", 1), nil, `run.toml:1: key "model": net.onnx is an ONNX file: set task = "classify" or "detect"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,5 +132,58 @@ overlays = true
 	pngs, _ := filepath.Glob(filepath.Join(dir, "out", "overlays", "*.png"))
 	if len(pngs) != 2 {
 		t.Errorf("%d overlays, want 2", len(pngs))
+	}
+}
+
+// TestRunCustomModel runs a real, trained ONNX file nobody on the team
+// wrote (MobileNetV2, int8) as a classifier over the sample photos, split
+// mid-way and edge-only: the same answers both ways (raw codec), and the
+// coffee photo is an espresso.
+func TestRunCustomModel(t *testing.T) {
+	requireORT(t)
+	model, err := filepath.Abs(sharedModel(t, "../../../shared/models/mobilenetv2-12-int8.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples, err := filepath.Abs(filepath.Join("..", "..", "data", "samples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf(`model = %q
+task = "classify"
+[dataset]
+path = %q
+[edge]
+threads = 1
+[output]
+dir = "out"
+`, model, samples))
+	results := map[string][]string{}
+	for _, cut := range []string{"25", "73"} {
+		status, out, errs := tracr("run", "--config", path, "--cut", cut, "-q")
+		if status != 0 {
+			t.Fatalf("--cut %s: status %d, stderr %q, stdout %s", cut, status, errs, out)
+		}
+		f, err := os.Open(filepath.Join(dir, "out", "run.csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := csv.NewReader(f).ReadAll()
+		f.Close()
+		if err != nil || len(rows) != 5 {
+			t.Fatalf("--cut %s: %d CSV rows (%v), want a header and 4", cut, len(rows), err)
+		}
+		col := slices.Index(rows[0], "result")
+		for _, r := range rows[1:] {
+			results[cut] = append(results[cut], r[1]+": "+r[col])
+		}
+	}
+	t.Logf("split at 25: %v", results["25"])
+	if !slices.Equal(results["25"], results["73"]) {
+		t.Errorf("split and edge-only answers differ:\n%v\n%v", results["25"], results["73"])
+	}
+	if !slices.ContainsFunc(results["25"], func(s string) bool { return strings.HasPrefix(s, "coffee.png: espresso") }) {
+		t.Errorf("coffee.png is not an espresso: %v", results["25"])
 	}
 }
