@@ -71,6 +71,12 @@ type bencher struct {
 	opts    Options
 	report  *Report
 	repeats int
+	// profiles is where this run caches the profiles it measures ("" =
+	// the profiler's default cache): a fresh folder for Run, so every
+	// prediction is made from compute timed in the same run as the
+	// measurement it is checked against, not from a profile cached hours
+	// earlier under another load.
+	profiles string
 }
 
 func (b *bencher) logf(format string, args ...any) {
@@ -93,10 +99,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Quick: opts.Quick, Started: time.Now(), CPUs: runtime.NumCPU(), ORT: ort}
-	b := &bencher{opts: opts, report: rep, repeats: 5}
-	if opts.Quick {
-		b.repeats = 3
+	profiles, err := os.MkdirTemp("", "tracr-bench-profiles-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: profile folder: %w", err)
 	}
+	defer os.RemoveAll(profiles)
+	b := &bencher{opts: opts, report: rep, repeats: 5, profiles: profiles}
 	sections := []struct {
 		name string
 		run  func(context.Context) error

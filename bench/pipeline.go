@@ -25,7 +25,7 @@ func (b *bencher) pipelineModel() model {
 // pipeline measures the runtime's overhead and pipelined throughput at the
 // best split cut on Wi-Fi, and adaptation on a stepping link trace.
 func (b *bencher) pipeline(ctx context.Context) error {
-	tb, err := newTestbed(ctx)
+	tb, err := b.newTestbed(ctx)
 	if err != nil {
 		return err
 	}
@@ -303,7 +303,7 @@ func (b *bencher) adaptSetup(ctx context.Context, tb *testbed, m model, n int) (
 	tb.state.Set(transport.Link{})
 	unlimited := planner.Link{Up: 1e9, Down: 1e9, RTT: time.Millisecond}
 	p, err := tr.Plan(ctx, tb.c, tr.PlanOptions{Model: m.name, ImgSize: m.size, EdgeThreads: 1, EdgeSlowdown: adaptSlowdown,
-		Repeats: b.repeats, Link: &unlimited, Preload: tb.lb.Preload})
+		Repeats: b.repeats, Link: &unlimited, Preload: tb.lb.Preload, ProfileDir: b.profiles})
 	if err != nil {
 		return nil, fmt.Errorf("plan with the edge %dx slower: %w", adaptSlowdown, err)
 	}

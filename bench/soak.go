@@ -64,7 +64,7 @@ func Soak(ctx context.Context, opts SoakOptions) (*SoakResult, error) {
 		return nil, errors.New("soak: want clients > 0 and a duration")
 	}
 	b := &bencher{opts: Options{Quick: true, Log: opts.Log}, report: &Report{}, repeats: 3}
-	tb, err := newTestbed(ctx)
+	tb, err := b.newTestbed(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -13,9 +13,12 @@ import (
 // with PutModel) on its own machine: the MsgProfileReq payload, as JSON.
 type ProfileRequest struct {
 	ModelHash string `json:"model_hash"` // hex SHA-256
-	Threads   int    `json:"threads"`
-	Repeats   int    `json:"repeats,omitempty"`
-	Cuts      []int  `json:"cuts,omitempty"`
+	// Threads is the intra-op threads to profile with; 0 means those the
+	// server runs its tails with (TailOptions.Engine), so the profile
+	// prices the tails the server will actually run.
+	Threads int   `json:"threads"`
+	Repeats int   `json:"repeats,omitempty"`
+	Cuts    []int `json:"cuts,omitempty"`
 }
 
 // profile answers a MsgProfileReq with the server's Profile (cached by the
@@ -33,12 +36,12 @@ func (h *TailHandler) profile(ctx context.Context, payload []byte) (Frame, error
 	if cm == nil {
 		return Frame{}, ErrModelMissing
 	}
-	dir, err := profiler.DefaultCacheDir()
-	if err != nil {
-		return Frame{}, err
+	threads := req.Threads
+	if threads == 0 {
+		threads = h.opts.Engine.Threads
 	}
-	opts := profiler.Options{Provider: h.opts.Engine.Provider, Threads: req.Threads, Repeats: req.Repeats, Cuts: req.Cuts}
-	p, _, err := profiler.Cached(ctx, dir, cm.data, "edge upload "+req.ModelHash[:12], opts)
+	opts := profiler.Options{Provider: h.opts.Engine.Provider, Threads: threads, Repeats: req.Repeats, Cuts: req.Cuts}
+	p, _, err := profiler.Cached(ctx, h.opts.ProfileDir, cm.data, "edge upload "+req.ModelHash[:12], opts)
 	if err != nil {
 		return Frame{}, fmt.Errorf("profile: %w", err)
 	}

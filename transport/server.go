@@ -341,6 +341,9 @@ type TailOptions struct {
 	Limits Limits
 	// MaxBulk is the largest netprobe download served; 0 means 64 MiB.
 	MaxBulk int64
+	// ProfileDir is where profiles are cached ("" = the profiler's
+	// default cache).
+	ProfileDir string
 }
 
 // TailHandler is tracr's default Handler: it keeps the models clients
