@@ -537,3 +537,25 @@ func TestManyClients(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestProfileUsesTailThreads: a profile request that names no thread count
+// is measured with the threads the server runs its tails with, so the
+// planner prices the tails the server will actually run; one that names a
+// count gets it.
+func TestProfileUsesTailThreads(t *testing.T) {
+	needORT(t)
+	h := NewTailHandler(TailOptions{Engine: engine.Options{Threads: 1}, ProfileDir: t.TempDir()})
+	defer h.Close()
+	ks := startKeyedServer(t, h, SessionOptions{})
+	c := dialKeyed(t, ks)
+	model := chainModelBytes(t)
+	for _, tt := range []struct{ ask, want int }{{0, 1}, {2, 2}} {
+		p, err := c.Profile(context.Background(), model, ProfileRequest{Threads: tt.ask, Repeats: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Threads != tt.want {
+			t.Errorf("asked for %d threads: profiled with %d, want %d", tt.ask, p.Threads, tt.want)
+		}
+	}
+}
