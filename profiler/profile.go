@@ -280,7 +280,7 @@ func Cached(ctx context.Context, dir string, model []byte, source string, opts O
 	machine := DescribeMachine(ctx, opts.NVMLLibrary)
 	path := filepath.Join(dir, CacheKey(HashModel(model), opts.Provider, opts.Threads, machine.ID())+".json")
 	// A missing, damaged or outdated entry is measured again and replaced.
-	if p, err := Load(path); err == nil && p.matches(model, opts, machine) {
+	if p, err := Load(path); err == nil && !opts.Fresh && p.matches(model, opts, machine) {
 		return p, true, nil
 	}
 	if p, err = Run(ctx, model, source, opts); err != nil {

@@ -94,6 +94,10 @@ type Options struct {
 	// SamplerOptions).
 	NVMLLibrary string
 	PowercapDir string
+	// Fresh makes Cached measure again even when a matching profile is
+	// cached (the new one replaces it): a cached profile keeps the load
+	// the machine had when it was measured.
+	Fresh bool
 }
 
 // Validate reports the first invalid option, without loading anything, so

@@ -385,6 +385,15 @@ func TestCached(t *testing.T) {
 	if len(entries) != 2 {
 		t.Errorf("cache holds %d files, want 2 (one per thread count)", len(entries))
 	}
+	opts.Fresh = true
+	fresh, hit, err := Cached(context.Background(), dir, model, "chain", opts)
+	if err != nil || hit {
+		t.Fatalf("Fresh: hit %v, err %v; want a new profile", hit, err)
+	}
+	opts.Fresh = false
+	if again, hit, err := Cached(context.Background(), dir, model, "chain", opts); err != nil || !hit || !reflect.DeepEqual(again, fresh) {
+		t.Fatalf("after Fresh: hit %v, err %v; want the fresh profile, which replaced the old one", hit, err)
+	}
 }
 
 func TestOptions(t *testing.T) {

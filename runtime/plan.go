@@ -48,6 +48,9 @@ type PlanOptions struct {
 	Codecs []transport.CodecSpec
 	// ProfileDir caches profiles ("" = the profiler's default).
 	ProfileDir string
+	// FreshProfiles measures both profiles again even when they are
+	// cached (the new ones replace them).
+	FreshProfiles bool
 	// Probe configures the link measurement.
 	Probe netprobe.Options
 	// Link, when set, is used instead of probing (for tests and for
@@ -135,14 +138,14 @@ func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned,
 			return nil, err
 		}
 	}
-	popts := profiler.Options{Provider: opts.EdgeProvider, Threads: opts.EdgeThreads, Repeats: opts.Repeats}
+	popts := profiler.Options{Provider: opts.EdgeProvider, Threads: opts.EdgeThreads, Repeats: opts.Repeats, Fresh: opts.FreshProfiles}
 	if p.EdgeProfile, _, err = profiler.Cached(ctx, dir, p.ModelBytes, p.Source, popts); err != nil {
 		return nil, fmt.Errorf("edge profile: %w", err)
 	}
 	if c == nil {
 		return nil, fmt.Errorf("plan: no server connection (use --server local for the embedded loopback server)")
 	}
-	if p.ServerProfile, err = c.Profile(ctx, p.ModelBytes, transport.ProfileRequest{Repeats: opts.Repeats, Cuts: cutIDs(p.EdgeProfile)}); err != nil {
+	if p.ServerProfile, err = c.Profile(ctx, p.ModelBytes, transport.ProfileRequest{Repeats: opts.Repeats, Cuts: cutIDs(p.EdgeProfile), Fresh: opts.FreshProfiles}); err != nil {
 		return nil, err
 	}
 	if opts.Link != nil {

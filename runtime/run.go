@@ -42,6 +42,8 @@ type RunOptions struct {
 	// Repeats is the number of timed runs per profile measurement (0:
 	// the profiler's default).
 	Repeats int
+	// FreshProfiles measures the profiles again even when they are cached.
+	FreshProfiles bool
 	// EdgeSlowdown, when not 0, overrides the configuration's [edge]
 	// slowdown (see EdgeConfig.Slowdown).
 	EdgeSlowdown float64
@@ -119,7 +121,7 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 		fmt.Fprintf(out, "edge   emulated %gx slower than this machine\n", st.slowdown)
 	}
 	p, err := Plan(ctx, client, PlanOptions{Model: st.model, ImgSize: cfg.ImgSize, Task: st.task, EdgeThreads: cfg.Edge.Threads,
-		EdgeProvider: cfg.Edge.Provider, EdgeSlowdown: st.slowdown, Repeats: opts.Repeats, Objective: st.objective, AllowLossy: cfg.Codec.AllowLossy, Codecs: st.codecs})
+		EdgeProvider: cfg.Edge.Provider, EdgeSlowdown: st.slowdown, Repeats: opts.Repeats, FreshProfiles: opts.FreshProfiles, Objective: st.objective, AllowLossy: cfg.Codec.AllowLossy, Codecs: st.codecs})
 	if err != nil {
 		client.Close()
 		return nil, err

@@ -19,6 +19,8 @@ type ProfileRequest struct {
 	Threads int   `json:"threads"`
 	Repeats int   `json:"repeats,omitempty"`
 	Cuts    []int `json:"cuts,omitempty"`
+	// Fresh asks for a new measurement even when one is cached.
+	Fresh bool `json:"fresh,omitempty"`
 }
 
 // profile answers a MsgProfileReq with the server's Profile (cached by the
@@ -40,7 +42,7 @@ func (h *TailHandler) profile(ctx context.Context, payload []byte) (Frame, error
 	if threads == 0 {
 		threads = h.opts.Engine.Threads
 	}
-	opts := profiler.Options{Provider: h.opts.Engine.Provider, Threads: threads, Repeats: req.Repeats, Cuts: req.Cuts}
+	opts := profiler.Options{Provider: h.opts.Engine.Provider, Threads: threads, Repeats: req.Repeats, Cuts: req.Cuts, Fresh: req.Fresh}
 	p, _, err := profiler.Cached(ctx, h.opts.ProfileDir, cm.data, "edge upload "+req.ModelHash[:12], opts)
 	if err != nil {
 		return Frame{}, fmt.Errorf("profile: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -28,6 +29,7 @@ func planCommand() *cli.Command {
 			&cli.StringFlag{Name: "objective", Value: "latency", Usage: "latency or throughput"},
 			&cli.IntFlag{Name: "threads", Usage: "edge ONNX Runtime threads (0 = ONNX Runtime's default)"},
 			&cli.IntFlag{Name: "repeats", Usage: "timed runs per profile measurement (0 = default)"},
+			&cli.BoolFlag{Name: "fresh", Usage: "profile both sides again even when profiles are cached (they keep the load the machine had then)"},
 			&cli.Float64Flag{Name: "edge-slowdown", Value: 1, Usage: "emulate an edge device this many times slower than this machine (edge times priced at this factor)"},
 			&cli.BoolFlag{Name: "lossy", Usage: "also consider lossy codecs (fp16, int8, JPEG)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
@@ -49,7 +51,7 @@ func planCommand() *cli.Command {
 			defer sc.Close()
 			p, err := runtime.Plan(c.Context, sc.Client, runtime.PlanOptions{
 				Model: c.String("model"), ImgSize: c.Int("img-size"), Task: runtime.ModelTask{Task: c.String("task")}, EdgeThreads: c.Int("threads"), EdgeSlowdown: c.Float64("edge-slowdown"),
-				Repeats: c.Int("repeats"), Objective: obj, AllowLossy: c.Bool("lossy"), Preload: sc.Preload(),
+				Repeats: c.Int("repeats"), FreshProfiles: c.Bool("fresh"), Objective: obj, AllowLossy: c.Bool("lossy"), Preload: sc.Preload(),
 			})
 			if err != nil {
 				return err
@@ -136,12 +138,12 @@ func writePlan(ctx context.Context, w io.Writer, server, link string, p *runtime
 		weights = "synthetic weights"
 	}
 	fmt.Fprintf(w, "model %s (%s): %d compute nodes, %s\n", p.Source, weights, len(p.Model.Nodes()), p.Problem.Objective)
-	fmt.Fprintf(w, "edge:   %s, %d threads, whole model %s ms (fusion error %.1f%%)\n", p.EdgeProfile.Machine.CPUModel,
-		p.EdgeProfile.Threads, msText(p.EdgeProfile.Whole.Median), 100*p.EdgeProfile.FusionError)
+	fmt.Fprintf(w, "edge:   %s, %d threads, whole model %s ms (fusion error %.1f%%), %s\n", p.EdgeProfile.Machine.CPUModel,
+		p.EdgeProfile.Threads, msText(p.EdgeProfile.Whole.Median), 100*p.EdgeProfile.FusionError, profiledAgo(p.EdgeProfile.Created))
 	if p.EdgeSlowdown > 1 {
 		fmt.Fprintf(w, "        emulating an edge device %gx slower: edge times below are priced at %gx the measured ones\n", p.EdgeSlowdown, p.EdgeSlowdown)
 	}
-	fmt.Fprintf(w, "server: %s, whole model %s ms\n", server, msText(p.ServerProfile.Whole.Median))
+	fmt.Fprintf(w, "server: %s, whole model %s ms, %s\n", server, msText(p.ServerProfile.Whole.Median), profiledAgo(p.ServerProfile.Created))
 	emu := ""
 	if link != "" {
 		emu = " (emulated " + link + ")"
@@ -282,4 +284,14 @@ func writePlanJSON(w io.Writer, p *runtime.Planned, checks []runtime.Measurement
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// profiledAgo says when a profile was measured: a cached one keeps the load
+// the machine had then, which --fresh replaces.
+func profiledAgo(created time.Time) string {
+	age := time.Since(created)
+	if age < time.Minute {
+		return "profiled just now"
+	}
+	return fmt.Sprintf("profiled %s ago (cached; --fresh measures again)", strings.TrimSuffix(age.Round(time.Minute).String(), "0s"))
 }

@@ -24,6 +24,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "link", Usage: "emulate a link, e.g. up=10mbit,down=50mbit,rtt=20ms"},
 			&cli.StringFlag{Name: "link-trace", Usage: "emulate a link that changes over time (CSV: seconds,up,down,rtt)"},
 			&cli.IntFlag{Name: "repeats", Usage: "timed runs per profile measurement (0 = default)"},
+			&cli.BoolFlag{Name: "fresh", Usage: "profile both sides again even when profiles are cached (they keep the load the machine had then)"},
 			&cli.Float64Flag{Name: "edge-slowdown", Usage: "emulate an edge device this many times slower than this machine (>= 1; overrides [edge] slowdown)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no line per request"},
 		},
@@ -37,7 +38,7 @@ func runCommand() *cli.Command {
 				}
 			}
 			opts := runtime.RunOptions{ConfigPath: path, Adaptive: c.Bool("adaptive"), Server: c.String("server"), Link: c.String("link"),
-				LinkTrace: c.String("link-trace"), Repeats: c.Int("repeats"), Out: c.App.Writer, Quiet: c.Bool("quiet")}
+				LinkTrace: c.String("link-trace"), Repeats: c.Int("repeats"), FreshProfiles: c.Bool("fresh"), Out: c.App.Writer, Quiet: c.Bool("quiet")}
 			if c.IsSet("edge-slowdown") {
 				opts.EdgeSlowdown = c.Float64("edge-slowdown")
 				if opts.EdgeSlowdown == 0 {
