@@ -411,14 +411,20 @@ func (s *shapedConn) sleepUntil(t time.Time, ahead time.Duration, dl *deadline) 
 // timers. On Linux they wait in whole milliseconds once under one (a 100 us
 // sleep took 1.1 ms here), which delivered the end of every message about
 // 0.5-1 ms late in each direction: the emulated link was slower than the
-// one asked for. The last stretch is slept by the kernel instead
-// (preciseSleep, 0.1 ms late here), which costs no CPU.
+// one asked for. The last stretch before the last chunk queued is slept by
+// the kernel instead (preciseSleep, 0.1 ms late here, no CPU). Only the
+// last: a chunk with others queued behind it may be late, as the next
+// one's delivery time does not depend on it, and a thread blocked in the
+// kernel holds one of Go's processors meanwhile.
 const nearWait = 1500 * time.Microsecond
 
-// waitUntil waits until t like sleepUntil with no lead, but exactly: a
-// timer until nearWait before t, then preciseSleep. Close and the deadline
-// end the timer's part; the precise part is at most nearWait.
-func (s *shapedConn) waitUntil(t time.Time, dl *deadline) error {
+// waitUntil waits until t like sleepUntil with no lead; when exact, the
+// last nearWait is slept with preciseSleep. Close and the deadline end the
+// timer's part; the precise part is at most nearWait.
+func (s *shapedConn) waitUntil(t time.Time, exact bool, dl *deadline) error {
+	if !exact {
+		return s.sleepUntil(t, 0, dl)
+	}
 	if d := time.Until(t); d > nearWait {
 		if err := s.sleepUntil(t.Add(-nearWait), 0, dl); err != nil {
 			return err
@@ -438,11 +444,18 @@ func (s *shapedConn) deliver() {
 		if s.outErr.Load() != nil {
 			continue // drop: the connection failed
 		}
-		if d := time.Until(c.at); d > nearWait {
-			timer.Reset(d - nearWait)
+		exact := len(s.outq) == 0 // the last chunk queued: see nearWait
+		lead := time.Duration(0)
+		if exact {
+			lead = nearWait
+		}
+		if d := time.Until(c.at); d > lead {
+			timer.Reset(d - lead)
 			<-timer.C
 		}
-		preciseSleep(time.Until(c.at))
+		if exact {
+			preciseSleep(time.Until(c.at))
+		}
 		if _, err := s.Conn.Write(c.data); err != nil {
 			err = fmt.Errorf("shaped link: %w", err)
 			s.outErr.Store(&err)
@@ -505,7 +518,7 @@ func (s *shapedConn) Read(p []byte) (int, error) {
 				return 0, os.ErrDeadlineExceeded
 			}
 		}
-		if err := s.waitUntil(s.head.at, s.rdl); err != nil {
+		if err := s.waitUntil(s.head.at, len(s.inq) == 0, s.rdl); err != nil {
 			return 0, err
 		}
 		c := s.head
