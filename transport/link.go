@@ -317,6 +317,7 @@ type shapedConn struct {
 	rerr    error
 	inq     chan chunk
 	rdl     *deadline
+	rtimer  *preciseTimer // Read's exact waits (closed by Close)
 }
 
 // Shape wraps c so that it behaves like the link in state, seen from side:
@@ -338,6 +339,7 @@ func Shape(c net.Conn, state *LinkState, side Side) net.Conn {
 		wdl:     newDeadline(),
 		inq:     make(chan chunk, queueChunks),
 		rdl:     newDeadline(),
+		rtimer:  newPreciseTimer(),
 	}
 	go s.deliver()
 	go s.receive()
@@ -411,16 +413,15 @@ func (s *shapedConn) sleepUntil(t time.Time, ahead time.Duration, dl *deadline) 
 // timers. On Linux they wait in whole milliseconds once under one (a 100 us
 // sleep took 1.1 ms here), which delivered the end of every message about
 // 0.5-1 ms late in each direction: the emulated link was slower than the
-// one asked for. The last stretch before the last chunk queued is slept by
-// the kernel instead (preciseSleep, 0.1 ms late here, no CPU). Only the
-// last: a chunk with others queued behind it may be late, as the next
-// one's delivery time does not depend on it, and a thread blocked in the
-// kernel holds one of Go's processors meanwhile.
+// one asked for. The last stretch before the last chunk queued is slept on
+// a kernel timer instead (preciseTimer, 0.1 ms late here). Only the last:
+// a chunk with others queued behind it may be late, as the next one's
+// delivery time does not depend on it.
 const nearWait = 1500 * time.Microsecond
 
 // waitUntil waits until t like sleepUntil with no lead; when exact, the
-// last nearWait is slept with preciseSleep. Close and the deadline end the
-// timer's part; the precise part is at most nearWait.
+// last nearWait is slept on the reader's precise timer. Close and the
+// deadline end the first part; the precise part is at most nearWait.
 func (s *shapedConn) waitUntil(t time.Time, exact bool, dl *deadline) error {
 	if !exact {
 		return s.sleepUntil(t, 0, dl)
@@ -430,7 +431,7 @@ func (s *shapedConn) waitUntil(t time.Time, exact bool, dl *deadline) error {
 			return err
 		}
 	}
-	preciseSleep(time.Until(t))
+	s.rtimer.sleep(time.Until(t))
 	return nil
 }
 
@@ -440,6 +441,8 @@ func (s *shapedConn) deliver() {
 	defer close(s.outDone)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	wtimer := newPreciseTimer()
+	defer wtimer.close()
 	for c := range s.outq {
 		if s.outErr.Load() != nil {
 			continue // drop: the connection failed
@@ -454,7 +457,7 @@ func (s *shapedConn) deliver() {
 			<-timer.C
 		}
 		if exact {
-			preciseSleep(time.Until(c.at))
+			wtimer.sleep(time.Until(c.at))
 		}
 		if _, err := s.Conn.Write(c.data); err != nil {
 			err = fmt.Errorf("shaped link: %w", err)
@@ -542,6 +545,7 @@ func (s *shapedConn) Read(p []byte) (int, error) {
 func (s *shapedConn) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing) // wakes a Write sleeping on the uplink
+		s.rtimer.close()
 		s.wmu.Lock()
 		s.wclosed = true
 		last := s.wclock.last

@@ -474,7 +474,7 @@ func ExampleParseLink() {
 // down, rtt 10 ms, against the emulated link's own figures. Never early;
 // the lower quartile of the lateness under 0.8 ms. With Go's timers alone
 // (they wait a whole millisecond once under one) it was 1.0-1.1 ms here,
-// with preciseSleep 0.24-0.34 ms. The quartile, not the median, so a
+// with a kernel timer 0.24-0.34 ms. The quartile, not the median, so a
 // loaded machine's scheduling hiccups do not decide it.
 func TestShapeLateness(t *testing.T) {
 	if testing.Short() {
@@ -516,7 +516,7 @@ func TestShapeLateness(t *testing.T) {
 	if late[0] < -100*time.Microsecond {
 		t.Errorf("a round trip took %v less than the emulated %v", -late[0], want)
 	}
-	if p25 > 800*time.Microsecond {
+	if p25 > 800*time.Microsecond && !raceDetector { // the race detector slows every wake-up
 		t.Errorf("a quarter of the round trips were at most %v late; want under 0.8 ms", p25)
 	}
 }

@@ -4,9 +4,15 @@ package transport
 
 import "time"
 
-// preciseSleep sleeps d; off Linux with Go's own timer.
-func preciseSleep(d time.Duration) {
+// preciseTimer sleeps with Go's own timer off Linux.
+type preciseTimer struct{}
+
+func newPreciseTimer() *preciseTimer { return &preciseTimer{} }
+
+func (t *preciseTimer) sleep(d time.Duration) {
 	if d > 0 {
 		time.Sleep(d)
 	}
 }
+
+func (t *preciseTimer) close() {}
