@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -15,9 +16,6 @@ const machineIdle = 150 * time.Millisecond
 // a few of a split's activations.
 var machineWork = make([]float64, 1<<20)
 
-// machineSink keeps the compiler from dropping the work.
-var machineSink float64
-
 // streamMemory reads and writes machineWork twice: memory-bound work.
 func streamMemory() time.Duration {
 	t := time.Now()
@@ -29,7 +27,7 @@ func streamMemory() time.Duration {
 			s += v
 		}
 	}
-	machineSink = s
+	runtime.KeepAlive(s) // the sum keeps the reads
 	return time.Since(t)
 }
 
@@ -41,7 +39,7 @@ func spinCPU() time.Duration {
 	for range 3_000_000 {
 		x = x*1.0000001 + 1e-9
 	}
-	machineSink = x
+	runtime.KeepAlive(x) // keeps the loop from being dropped
 	return time.Since(t)
 }
 
