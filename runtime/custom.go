@@ -34,16 +34,23 @@ func (t ModelTask) Check() error {
 	return nil
 }
 
+// labelSet returns the class names in force: Labels, or the task's
+// default; "" for none.
+func (t ModelTask) labelSet() string {
+	switch t.Labels {
+	case "none":
+		return ""
+	case "":
+		return zoo.DefaultPost(t.Task).Labels
+	}
+	return t.Labels
+}
+
 // post returns the post-processing of the task with its default
 // thresholds and the chosen class names.
 func (t ModelTask) post() zoo.PostSpec {
 	p := zoo.DefaultPost(t.Task)
-	switch t.Labels {
-	case "none":
-		p.Labels = ""
-	case "imagenet", "coco":
-		p.Labels = t.Labels
-	}
+	p.Labels = t.labelSet()
 	return p
 }
 
@@ -93,7 +100,13 @@ func customSpec(m *graph.Model, source string, task ModelTask, size int) (zoo.Sp
 		size = defaultCustomSize(task.Task)
 	}
 	out, _ := m.Tensor(outs[0])
-	yolo := len(out.Shape) == 3 && (out.Shape[1] <= 0 || out.Shape[1] > 4) && (out.Shape[1] <= 0 || out.Shape[2] <= 0 || out.Shape[1] < out.Shape[2])
+	// YOLOv8's [1, 4+classes, boxes]: more than 4 rows, fewer than boxes
+	// (a dynamic dimension, -1, fits).
+	yolo := false
+	if len(out.Shape) == 3 {
+		rows, boxes := out.Shape[1], out.Shape[2]
+		yolo = rows <= 0 || (rows > 4 && (boxes <= 0 || rows < boxes))
+	}
 	if task.Task == zoo.TaskDetect && !yolo {
 		return fail("output %q is %v; the detector post-processing decodes YOLOv8's [1, 4+classes, boxes]", outs[0], out.Shape)
 	}

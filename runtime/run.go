@@ -220,7 +220,7 @@ func resolve(cfg *Config, opts RunOptions) (*settings, error) {
 		return nil, st.keyErr(errors.New("a forced cut and adaptive re-planning exclude each other; drop one"), "run", "cut")
 	}
 	st.model, st.task = cfg.Model, ModelTask{Task: cfg.Task, Labels: cfg.Labels}
-	if strings.HasSuffix(strings.ToLower(cfg.Model), ".onnx") || strings.ContainsRune(cfg.Model, '/') {
+	if zoo.LooksLikePath(cfg.Model) {
 		st.model = cfg.Resolve(cfg.Model)
 	}
 	if err := (ModelTask{Task: st.task.Task}).Check(); err != nil {
@@ -336,10 +336,12 @@ func openDataset(cfg *Config) (zoo.Dataset, error) {
 		}
 		return zoo.Synthetic(d.Synthetic, w, h, d.Seed), nil
 	}
+	task := ModelTask{Task: cfg.Task, Labels: cfg.Labels}
+	if spec, err := zoo.Describe(cfg.Model, cfg.ImgSize); err == nil {
+		task.Task = spec.Task
+	}
 	classes := zoo.ImageNetLabels()
-	spec, err := zoo.Describe(cfg.Model, cfg.ImgSize)
-	detector := (err == nil && spec.Task == zoo.TaskDetect) || cfg.Task == zoo.TaskDetect
-	if cfg.Labels == "coco" || (detector && cfg.Labels != "imagenet") {
+	if task.labelSet() == "coco" {
 		classes = zoo.COCOLabels()
 	}
 	ds, err := zoo.OpenImageFolderClasses(cfg.Resolve(d.Path), cfg.Resolve(d.Labels), classes)

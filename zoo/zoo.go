@@ -265,7 +265,7 @@ func ResolveSize(ctx context.Context, nameOrPath string, imgSize int) (model []b
 	if err := ctx.Err(); err != nil {
 		return nil, "", false, fmt.Errorf("resolve model %s: %w", nameOrPath, err)
 	}
-	if looksLikePath(nameOrPath) {
+	if LooksLikePath(nameOrPath) {
 		return readModelFile(nameOrPath)
 	}
 	if _, ok := lookup(nameOrPath); ok {
@@ -279,7 +279,9 @@ func ResolveSize(ctx context.Context, nameOrPath string, imgSize int) (model []b
 	return nil, "", false, fmt.Errorf("unknown model %q: not a zoo model (%s) and no such file", nameOrPath, validNames())
 }
 
-func looksLikePath(s string) bool {
+// LooksLikePath reports whether a model name is a file path rather than a
+// zoo name: it has a path separator or ends in .onnx.
+func LooksLikePath(s string) bool {
 	return strings.ContainsRune(s, '/') || strings.ContainsRune(s, filepath.Separator) ||
 		strings.HasSuffix(strings.ToLower(s), ".onnx")
 }
