@@ -1,6 +1,6 @@
 package transport
 
-// The jpeg codec is for the server-only candidate, where the model input
+// The jpeg codec (a baseline JPEG file) is for the server-only candidate, where the model input
 // itself travels. It suits a YOLO letterbox input: a float32 NCHW
 // [1,3,H,W] tensor of RGB values in [0,1], which it quantises to 8 bits
 // and sends as a JPEG, decoding back to the same layout. A classifier input
@@ -19,6 +19,24 @@ import (
 
 	"tracr/tensor"
 )
+
+// CodecJPEG sends a float32 [1,3,H,W] image tensor in [0,1] as a JPEG.
+const CodecJPEG Codec = 3
+
+func init() {
+	// No size: a JPEG's length is not fixed by the shape, so it is never
+	// compressed again (and needs nothing else to bound its decoding: the
+	// shape it is checked against bounds the image).
+	registerCodec(elementCodec{
+		name:   "jpeg",
+		id:     CodecJPEG,
+		lossy:  true,
+		dtypes: []tensor.DType{tensor.Float32},
+		shape:  checkJPEGShape,
+		encode: appendJPEGTensor,
+		decode: func(b []byte, _ tensor.DType, shape tensor.Shape) ([]byte, error) { return decodeJPEGTensor(b, shape) },
+	})
+}
 
 // JPEGQuality is the quality the jpeg codec encodes tensors with.
 const JPEGQuality = 90
@@ -52,11 +70,8 @@ func checkJPEGShape(name string, s tensor.Shape) error {
 }
 
 // appendJPEGTensor appends the JPEG of a float32 [1,3,H,W] tensor in [0,1]
-// (values outside are clamped).
+// (values outside are clamped); the shape was checked by checkJPEGShape.
 func appendJPEGTensor(dst []byte, t tensor.Tensor) ([]byte, error) {
-	if err := checkJPEGShape(t.Name, t.Shape); err != nil {
-		return nil, err
-	}
 	h, w := int(t.Shape[2]), int(t.Shape[3])
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	plane := h * w
