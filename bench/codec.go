@@ -7,17 +7,37 @@ import (
 
 	"tracr/engine"
 	"tracr/graph"
+	tr "tracr/runtime"
 	"tracr/tensor"
 	"tracr/transport"
 	"tracr/zoo"
 )
 
-// codecNames are the encodings compared with raw.
-var codecNames = []string{"raw+zstd", "raw+lz4", "fp16", "fp16+zstd", "int8", "int8+zstd"}
+// comparedCodecs are the encodings compared with raw: those planning
+// measures with lossy allowed (runtime.DefaultCodecs, from the codec
+// registry), less raw itself.
+func comparedCodecs() []transport.CodecSpec {
+	var out []transport.CodecSpec
+	for _, s := range tr.DefaultCodecs(true) {
+		if s != (transport.CodecSpec{Kind: transport.CodecRaw}) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
-// lossyNames are the encodings whose top-1 agreement is measured (the
+// lossyCodecs are the encodings whose top-1 agreement is measured: the
+// registry's lossy codecs for tensors of any shape, uncompressed (the
 // compressed variants decode to the same values).
-var lossyNames = []string{"fp16", "int8"}
+func lossyCodecs() []transport.CodecSpec {
+	var out []transport.CodecSpec
+	for _, k := range transport.Codecs() {
+		if k.Lossy() && k.AnyShape() {
+			out = append(out, transport.CodecSpec{Kind: k})
+		}
+	}
+	return out
+}
 
 // halves is a model split at its middle cut, as two sessions.
 type halves struct {
@@ -164,20 +184,17 @@ func (b *bencher) codecs(ctx context.Context) error {
 		for _, a := range acts {
 			raw += int64(len(a.Data))
 		}
-		for _, name := range codecNames {
-			spec, err := transport.ParseCodecSpec(name)
-			if err != nil {
-				return err
-			}
+		for _, spec := range comparedCodecs() {
 			_, n, err := roundTrip(acts, spec)
 			if err != nil {
 				return err
 			}
-			ratios[name] = append(ratios[name], ratio(float64(raw), float64(n)))
+			ratios[spec.String()] = append(ratios[spec.String()], ratio(float64(raw), float64(n)))
 		}
 	}
 	scope := fmt.Sprintf("%s cut %d", det.spec.Name+fmt.Sprint("@", det.spec.ImgSize), det.cut.ID)
-	for _, name := range codecNames {
+	for _, spec := range comparedCodecs() {
+		name := spec.String()
 		r := median(ratios[name])
 		b.add(Figure{Section: "codec", Scope: scope, Metric: "raw bytes / " + name + " bytes", Value: r, Unit: "x",
 			Detail: fmt.Sprintf("%d -> %.0f bytes", det.cut.Bytes, float64(det.cut.Bytes)/r),
@@ -220,11 +237,7 @@ func (b *bencher) agreement(ctx context.Context, imgs []zoo.Sample) error {
 		if err != nil {
 			return err
 		}
-		for _, name := range lossyNames {
-			spec, err := transport.ParseCodecSpec(name)
-			if err != nil {
-				return err
-			}
+		for _, spec := range lossyCodecs() {
 			dec, _, err := roundTrip(acts, spec)
 			if err != nil {
 				return err
@@ -234,11 +247,12 @@ func (b *bencher) agreement(ctx context.Context, imgs []zoo.Sample) error {
 				return err
 			}
 			if got == want {
-				agree[name]++
+				agree[spec.String()]++
 			}
 		}
 	}
-	for _, name := range lossyNames {
+	for _, spec := range lossyCodecs() {
+		name := spec.String()
 		b.add(Figure{Section: "codec", Scope: fmt.Sprintf("mobilenetv2@%d cut %d", cls.spec.ImgSize, cls.cut.ID), Metric: name + " top-1 = lossless top-1",
 			Value: float64(agree[name]) / float64(len(imgs)), Unit: "frac", Detail: fmt.Sprintf("%d of %d images", agree[name], len(imgs)),
 			How: "tail(decode(encode(head))) vs tail(head); zoo weights are synthetic (deterministic), not trained"})

@@ -62,16 +62,25 @@ type PlanOptions struct {
 	Preload func(model []byte) error
 }
 
-// DefaultCodecs returns the encodings planning measures: the lossless ones,
-// and with lossy allowed also fp16 and int8 (each with zstd).
+// DefaultCodecs returns the encodings planning measures, from the codec
+// registry in wire-id order: every codec that carries tensors of any shape
+// (jpeg, for the server-only input, is priced on its own), the lossless
+// ones with every compression, and with lossy allowed the lossy ones
+// plain and with zstd only, which keeps the measurements planning makes
+// few.
 func DefaultCodecs(lossy bool) []transport.CodecSpec {
-	specs := []string{"raw", "raw+zstd", "raw+lz4"}
-	if lossy {
-		specs = append(specs, "fp16", "fp16+zstd", "int8", "int8+zstd")
-	}
-	out := make([]transport.CodecSpec, len(specs))
-	for i, s := range specs {
-		out[i], _ = transport.ParseCodecSpec(s)
+	var out []transport.CodecSpec
+	for _, k := range transport.Codecs() {
+		if !k.AnyShape() || k.Lossy() && !lossy {
+			continue
+		}
+		for _, c := range transport.Compressions() {
+			spec := transport.CodecSpec{Kind: k, Compress: c}
+			if k.Lossy() && c != transport.CompressNone && c != transport.CompressZstd || spec.Validate() != nil {
+				continue
+			}
+			out = append(out, spec)
+		}
 	}
 	return out
 }
