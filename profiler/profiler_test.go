@@ -175,7 +175,7 @@ func BenchmarkSegmentSums(b *testing.B) {
 // the median segment sum over every cut within a factor of 3 of the whole
 // model timed directly. On an idle machine the sum is 0-10% high (Conv+Relu
 // fuse in the whole model and not across a cut, and every segment adds a
-// Run's overhead); with two busy loops on 2 cores it was 15-49% low, as the
+// Run's overhead); with two busy loops on 2 cores it was 15-53% low, as the
 // 4-7 ms whole-model run is preempted where the 0.3 ms segments are not. So
 // the figure is BenchmarkSegmentSums's, and the test catches what misses by
 // more than load can: a segment timed with the ones before it (+700%), or
