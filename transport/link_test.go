@@ -63,15 +63,6 @@ func TestParseLink(t *testing.T) {
 	}
 }
 
-// within reports whether got is within frac of want, or within abs.
-func within(got, want time.Duration, frac float64, abs time.Duration) bool {
-	d := got - want
-	if d < 0 {
-		d = -d
-	}
-	return d <= abs || float64(d) <= frac*float64(want)
-}
-
 // emulated reports whether got is what an emulated delay of want allows:
 // never early (the emulation's guarantee; early is a fraction of a
 // millisecond of slack for sleepAhead and clock reads), and below twice
