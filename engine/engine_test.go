@@ -505,14 +505,20 @@ func TestRunCancel(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := s.Run(ctx, []tensor.Tensor{x})
-	// Uncancelled, the run takes over a second; ONNX Runtime checks for
-	// termination between nodes, each a few milliseconds.
-	if elapsed := time.Since(start); err != context.DeadlineExceeded || elapsed > 500*time.Millisecond {
-		t.Fatalf("Run(50ms deadline) = %v after %v; want %v within 500ms", err, elapsed, context.DeadlineExceeded)
+	cancelled := time.Since(start)
+	if err != context.DeadlineExceeded {
+		t.Fatalf("Run(50ms deadline) = %v after %v; want %v", err, cancelled, context.DeadlineExceeded)
 	}
 	// The session still runs after a cancelled run.
+	start = time.Now()
 	if _, err := s.Run(context.Background(), []tensor.Tensor{x}); err != nil {
 		t.Fatalf("Run() after cancellation: %v", err)
+	}
+	// The run stopped: ONNX Runtime checks for termination between nodes,
+	// each a hundredth of the whole, so the cancelled run takes a fraction
+	// of the full one timed beside it (under the same load), not all of it.
+	if full := time.Since(start); cancelled > full/2 {
+		t.Errorf("Run(50ms deadline) returned after %v, the full run takes %v: it did not stop", cancelled, full)
 	}
 }
 

@@ -242,7 +242,9 @@ func TestProbeLoopback(t *testing.T) {
 	}
 	took := time.Since(start)
 	t.Logf("loopback: rtt %v, up %.3g bit/s, down %.3g bit/s, in %v", r.RTT, r.Up.BitsPerSec, r.Down.BitsPerSec, took)
-	if r.RTT <= 0 || r.RTT > 20*time.Millisecond || len(r.Pings) != 10 {
+	// A bare loopback's round trip is well under a millisecond; 100 ms
+	// only catches a figure in the wrong unit or a wait counted in it.
+	if r.RTT <= 0 || r.RTT > 100*time.Millisecond || len(r.Pings) != 10 {
 		t.Errorf("rtt %v over %d pings", r.RTT, len(r.Pings))
 	}
 	// Several hundred Mbit/s even on a loaded CI machine.
@@ -252,7 +254,9 @@ func TestProbeLoopback(t *testing.T) {
 	if r.Up.MaxBytes != 4<<20 || r.Up.MinBytes != 64<<10 {
 		t.Errorf("a fast link should climb the whole ladder; sizes %d..%d", r.Up.MinBytes, r.Up.MaxBytes)
 	}
-	if took > 5*time.Second {
+	// Quick (well under a second here): the bound only catches a probe
+	// that waits on a timeout or repeats its ladder.
+	if took > 15*time.Second {
 		t.Errorf("probe took %v", took)
 	}
 }

@@ -91,9 +91,9 @@ func TestPlanEdgeSlowdown(t *testing.T) {
 }
 
 // TestExecuteEdgeSlowdown checks that the run's edge compute, edge-only
-// and a head alike, and Measure's, take about the slowdown times as long
-// as without it (a factor of 20, so that noise cannot hide it),
-// and that the records show the emulated times.
+// and a head alike, and Measure's, take far longer with a slowdown than
+// without it (a factor of 20, so that noise cannot hide it), and that the
+// records show the emulated times.
 func TestExecuteEdgeSlowdown(t *testing.T) {
 	requireORT(t)
 	last := nodeCount(t, "yolov8n", 160)
@@ -156,11 +156,17 @@ func TestExecuteEdgeSlowdown(t *testing.T) {
 			// the base and slowed runs are separate, and their real
 			// computes differ (load; a compute that follows a long idle
 			// sleep runs far colder: up to 10x for the whole model). So
-			// only the lower bound is checked: not applying the slowdown
-			// gives about 1x. (slowEdge's own test checks the sleep.)
-			base, slow := tt.edge(t, tt.cut, 1), tt.edge(t, tt.cut, 20)
-			if r := float64(slow) / float64(base); r < 6 {
-				t.Errorf("median edge %v at slowdown 20, %v without: ratio %.2f, want at least 6", slow, base, r)
+			// only a lower bound is checked, and a loose one: not applying
+			// the slowdown gives about 1x, applying it about 20x. The
+			// base is the faster of two runs either side of the slowed
+			// one, so that a burst of load on one base run (4.4x was seen
+			// under make test) cannot make the slowdown look small.
+			// (slowEdge's own test checks the sleep.)
+			before := tt.edge(t, tt.cut, 1)
+			slow := tt.edge(t, tt.cut, 20)
+			base := min(before, tt.edge(t, tt.cut, 1))
+			if r := float64(slow) / float64(base); r < 4 {
+				t.Errorf("median edge %v at slowdown 20, %v without: ratio %.2f, want at least 4", slow, base, r)
 			}
 		})
 	}
@@ -186,11 +192,14 @@ func TestSlowEdge(t *testing.T) {
 		maxWait time.Duration
 		wantErr bool
 	}{
-		{"off (0)", context.Background(), 0, 0, 20 * time.Millisecond, 0, 5 * time.Millisecond, false},
-		{"off (1)", context.Background(), 1, 0, 20 * time.Millisecond, 0, 5 * time.Millisecond, false},
+		// Off sleeps nothing: under the 20ms that any factor over 1 adds
+		// (the bound is loose so that a loaded machine's wake-up fits).
+		{"off (0)", context.Background(), 0, 0, 20 * time.Millisecond, 0, 15 * time.Millisecond, false},
+		{"off (1)", context.Background(), 1, 0, 20 * time.Millisecond, 0, 15 * time.Millisecond, false},
 		{"3x", context.Background(), 3, 0, 60 * time.Millisecond, 40 * time.Millisecond, 500 * time.Millisecond, false},
 		{"3x a 10 ms reference", context.Background(), 3, 10 * time.Millisecond, 40 * time.Millisecond, 20 * time.Millisecond, 480 * time.Millisecond, false},
-		{"cancelled", done, 50, 0, time.Second, 0, 100 * time.Millisecond, true},
+		// Not the 980ms sleep: ends with ctx (the bound catches a hang).
+		{"cancelled", done, 50, 0, time.Second, 0, 500 * time.Millisecond, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strings"
@@ -273,8 +274,18 @@ func TestLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if rtt, err := c.Ping(ctx); err != nil || rtt < 40*time.Millisecond || rtt > 80*time.Millisecond {
-		t.Errorf("ping over a 40ms link: %v, %v", rtt, err)
+	// Never under the link's 40ms; the fastest of three under 1.75x of it
+	// (see emulated), which the delay paid twice would exceed.
+	best := time.Duration(math.MaxInt64)
+	for range 3 {
+		rtt, err := c.Ping(ctx)
+		if err != nil || rtt < 40*time.Millisecond {
+			t.Errorf("ping over a 40ms link: %v, %v", rtt, err)
+		}
+		best = min(best, rtt)
+	}
+	if !emulated(best, 40*time.Millisecond, 0) {
+		t.Errorf("fastest of three pings over a 40ms link: %v", best)
 	}
 	m, hash := uploadChain(t, c)
 	x, _ := tensor.Random("x", tensor.Float32, tensor.Shape{1, 16}, 7)

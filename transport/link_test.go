@@ -63,18 +63,19 @@ func TestParseLink(t *testing.T) {
 	}
 }
 
-// within reports whether got is within frac of want, or within abs.
-func within(got, want time.Duration, frac float64, abs time.Duration) bool {
-	d := got - want
-	if d < 0 {
-		d = -d
-	}
-	return d <= abs || float64(d) <= frac*float64(want)
+// emulated reports whether got is what an emulated delay of want allows:
+// never early (the emulation's guarantee; early is a fraction of a
+// millisecond of slack for sleepAhead and clock reads), and below twice
+// want, the figure of a delay paid twice or a rate halved. The upper bound
+// is loose on purpose: how late a wake-up comes is this machine's load,
+// not the emulation (BenchmarkShapeLateness measures it).
+func emulated(got, want, early time.Duration) bool {
+	return got >= want-early && got < 2*want-want/4
 }
 
 // shapedPair returns a loopback TCP connection whose client end is shaped
 // as the edge.
-func shapedPair(t *testing.T, l Link) (edge net.Conn, server net.Conn, state *LinkState) {
+func shapedPair(t testing.TB, l Link) (edge net.Conn, server net.Conn, state *LinkState) {
 	t.Helper()
 	c, s := tcpPair(t)
 	state = NewLinkState(l)
@@ -136,24 +137,23 @@ func TestShapeUplink(t *testing.T) {
 	took := (<-got).Sub(start)
 	want := 800*time.Millisecond + 10*time.Millisecond
 	t.Logf("1 MB up: Write returned after %v, received after %v (want %v)", wrote, took, want)
-	if !within(took, want, 0.10, 0) {
-		t.Errorf("1 MB at 10 Mbit/s with 20 ms RTT took %v, want %v ± 10%%", took, want)
+	if !emulated(took, want, time.Millisecond) {
+		t.Errorf("1 MB at 10 Mbit/s with 20 ms RTT took %v, want %v (never less, under 1.75x)", took, want)
 	}
-	if !within(wrote, 800*time.Millisecond, 0.10, 0) {
-		t.Errorf("Write returned after %v, want about the 800ms of serialisation", wrote)
+	if !emulated(wrote, 800*time.Millisecond, time.Millisecond) {
+		t.Errorf("Write returned after %v, want the 800ms of serialisation (never less, under 1.75x)", wrote)
 	}
 	if !bytes.Equal(recv, data) {
 		t.Error("the bytes changed on the way")
 	}
-	if rtt := bestPing(t, edge, server, 20*time.Millisecond); !within(rtt, 20*time.Millisecond, 0.10, 3*time.Millisecond) {
-		t.Errorf("ping took %v, want 20ms ± 3ms", rtt)
-	}
+	bestPing(t, edge, server, 20*time.Millisecond)
 }
 
-// bestPing returns the fastest of three pings, after checking none beat the
-// emulated round trip. The minimum discards a scheduler hiccup on a busy
-// machine without hiding a wrong delay, which would shift all three.
-func bestPing(t *testing.T, edge, server net.Conn, want time.Duration) time.Duration {
+// bestPing checks that none of three pings beat the emulated round trip
+// want and that the fastest is under 1.75x want (see emulated). The
+// minimum discards a scheduler hiccup on a busy machine without hiding a
+// wrong delay, which would shift all three.
+func bestPing(t *testing.T, edge, server net.Conn, want time.Duration) {
 	t.Helper()
 	best := time.Duration(math.MaxInt64)
 	for range 3 {
@@ -164,7 +164,9 @@ func bestPing(t *testing.T, edge, server net.Conn, want time.Duration) time.Dura
 		best = min(best, rtt)
 	}
 	t.Logf("best ping %v (want %v)", best, want)
-	return best
+	if !emulated(best, want, want/20) {
+		t.Errorf("fastest of three pings took %v, want %v (under 1.75x)", best, want)
+	}
 }
 
 // TestShapeDownlink sends 500 kB from the server over down=20mbit,rtt=10ms.
@@ -188,8 +190,8 @@ func TestShapeDownlink(t *testing.T) {
 	took := time.Since(start)
 	want := 200*time.Millisecond + 5*time.Millisecond
 	t.Logf("500 kB down took %v (want %v)", took, want)
-	if !within(took, want, 0.10, 0) {
-		t.Errorf("500 kB at 20 Mbit/s took %v, want %v ± 10%%", took, want)
+	if !emulated(took, want, time.Millisecond) {
+		t.Errorf("500 kB at 20 Mbit/s took %v, want %v (never less, under 1.75x)", took, want)
 	}
 	if !bytes.Equal(recv, data) {
 		t.Error("the bytes changed on the way")
@@ -225,28 +227,26 @@ func TestShapePipelines(t *testing.T) {
 	delays := make([]time.Duration, n)
 	for i := range n {
 		delays[i] = (<-arrived).Sub(sent[i])
-		if delays[i] < 28*time.Millisecond {
+		if delays[i] < 30*time.Millisecond-time.Millisecond {
 			t.Errorf("message %d arrived %v after it was sent, before the 30ms one-way delay", i, delays[i])
 		}
 	}
 	// Had each write waited for the one before, message i would arrive
-	// after (i+1)*30ms; pipelined, every one takes 30ms.
+	// after (i+1)*30ms, 30ms+25ms*i after it was sent: the median 155ms,
+	// the last 255ms. Pipelined, every one takes 30ms; the median (not the
+	// worst, which one scheduling hiccup decides) under 1.75x of that.
 	slices.Sort(delays)
-	if med, worst := delays[n/2], delays[n-1]; !within(med, 30*time.Millisecond, 0.10, 3*time.Millisecond) || worst > 50*time.Millisecond {
-		t.Errorf("one-way delays %v: want all about 30ms", delays)
+	if med := delays[n/2]; !emulated(med, 30*time.Millisecond, time.Millisecond) {
+		t.Errorf("one-way delays %v: median %v, want about 30ms (under 1.75x)", delays, med)
 	}
 }
 
 // TestShapeLinkChange: a new link applies to the next bytes.
 func TestShapeLinkChange(t *testing.T) {
 	edge, server, state := shapedPair(t, Link{RTT: 10 * time.Millisecond})
-	if rtt := bestPing(t, edge, server, 10*time.Millisecond); !within(rtt, 10*time.Millisecond, 0.1, 3*time.Millisecond) {
-		t.Errorf("ping at 10ms RTT took %v", rtt)
-	}
+	bestPing(t, edge, server, 10*time.Millisecond)
 	state.Set(Link{RTT: 50 * time.Millisecond})
-	if rtt := bestPing(t, edge, server, 50*time.Millisecond); !within(rtt, 50*time.Millisecond, 0.1, 3*time.Millisecond) {
-		t.Errorf("ping after switching to 50ms RTT took %v", rtt)
-	}
+	bestPing(t, edge, server, 50*time.Millisecond)
 	if got := state.Get(); got.RTT != 50*time.Millisecond {
 		t.Errorf("Get = %+v", got)
 	}
@@ -262,13 +262,16 @@ func TestShapeDeadlinesAndClose(t *testing.T) {
 	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past the deadline: %v", err)
 	}
-	if d := time.Since(start); d < 25*time.Millisecond || d > 200*time.Millisecond {
+	// Not before the deadline; the upper bound only catches a deadline
+	// ignored (the read would block until the test's timeout).
+	if d := time.Since(start); d < 30*time.Millisecond-time.Millisecond || d > 5*time.Second {
 		t.Errorf("timed out after %v, want 30ms", d)
 	}
-	// Data that arrives within the deadline is read.
-	edge.SetReadDeadline(time.Now().Add(time.Second))
-	if rtt := pingRTT(t, edge, server); rtt > 100*time.Millisecond {
-		t.Errorf("ping %v", rtt)
+	// Data that arrives within the deadline is read (pingRTT fails on the
+	// deadline's error), and not before the 20ms round trip.
+	edge.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if rtt := pingRTT(t, edge, server); rtt < 19*time.Millisecond {
+		t.Errorf("ping %v, faster than the emulated 20ms", rtt)
 	}
 	edge.SetReadDeadline(time.Time{})
 
@@ -307,8 +310,8 @@ func TestShapePeerClose(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read %d bytes, %v", len(got), err)
 	}
-	if took < 48*time.Millisecond || took > 80*time.Millisecond {
-		t.Errorf("40 kB then EOF took %v, want 50ms", took)
+	if !emulated(took, 50*time.Millisecond, time.Millisecond) {
+		t.Errorf("40 kB then EOF took %v, want 50ms (never less, under 1.75x)", took)
 	}
 }
 
@@ -324,7 +327,9 @@ func TestShapeServerSide(t *testing.T) {
 	if _, err := io.ReadFull(c, make([]byte, len(data))); err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(start); took < 19*time.Millisecond || took > 100*time.Millisecond {
+	// Not under the downlink's 20ms; the uplink's 1.6s would be far over
+	// the loose bound.
+	if took := time.Since(start); took < 20*time.Millisecond-time.Millisecond || took > 400*time.Millisecond {
 		t.Errorf("200 kB server->edge took %v, want 20ms (the downlink; the uplink would take 1.6s)", took)
 	}
 }
@@ -412,7 +417,10 @@ func TestTracePlay(t *testing.T) {
 			if rtt != 0 {
 				at := time.Since(start)
 				want := tr[int(rtt/time.Millisecond)-1].At
-				if !within(at, want, 0, 15*time.Millisecond) {
+				// Seen after it applies: never before its step; and
+				// before the next step (40ms on), else a late Play would
+				// have skipped it.
+				if at < want || at >= want+40*time.Millisecond {
 					t.Errorf("RTT %v applied at %v, want %v", rtt, at, want)
 				}
 			}
@@ -469,19 +477,14 @@ func ExampleParseLink() {
 	// 1e+07 5e+07 20ms
 }
 
-// TestShapeLateness measures how late the emulated link delivers the end
-// of a message: a request of 80 kB up at 18.88 Mbit/s and a 1 kB answer
-// down, rtt 10 ms, against the emulated link's own figures. Never early;
-// the lower quartile of the lateness under 0.8 ms. With Go's timers alone
-// (they wait a whole millisecond once under one) it was 1.0-1.1 ms here,
-// with a kernel timer 0.24-0.34 ms. The quartile, not the median, so a
-// loaded machine's scheduling hiccups do not decide it.
-func TestShapeLateness(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes 2 s")
-	}
+// roundTripLateness runs n round trips of an 80 kB request up at 18.88
+// Mbit/s and a 1 kB answer down, rtt 10 ms, 20 ms apart, and returns how
+// late each was against the emulated link's own figures, sorted, and that
+// figure.
+func roundTripLateness(tb testing.TB, n int) (late []time.Duration, want time.Duration) {
+	tb.Helper()
 	l := Link{Up: 18.88e6, Down: 54.97e6, RTT: 10 * time.Millisecond}
-	edge, server, _ := shapedPair(t, l)
+	edge, server, _ := shapedPair(tb, l)
 	const up, down = 80_000, 1000
 	go func() {
 		req := make([]byte, up)
@@ -497,26 +500,55 @@ func TestShapeLateness(t *testing.T) {
 	}()
 	req := make([]byte, up)
 	ans := make([]byte, down)
-	want := l.RTT + time.Duration(float64(up*8)/l.Up*1e9) + time.Duration(float64(down*8)/l.Down*1e9)
-	var late []time.Duration
-	for range 30 {
+	want = l.RTT + time.Duration(float64(up*8)/l.Up*1e9) + time.Duration(float64(down*8)/l.Down*1e9)
+	for range n {
 		start := time.Now()
 		if _, err := edge.Write(req); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		if _, err := io.ReadFull(edge, ans); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		late = append(late, time.Since(start)-want)
 		time.Sleep(20 * time.Millisecond)
 	}
 	slices.Sort(late)
-	p25 := late[len(late)/4]
-	t.Logf("round trip late by p25 %v, median %v, p90 %v (emulated %v)", p25, late[len(late)/2], late[len(late)*9/10], want)
+	return late, want
+}
+
+// TestShapeLateness checks the emulated link against its own figures over
+// 30 round trips (see roundTripLateness): never early, and the median
+// round trip under 1.75x the emulated one, which a delay paid twice (a
+// whole RTT each way) or a rate halved would exceed. How late it is
+// depends on this machine's load, so the figure itself is
+// BenchmarkShapeLateness's.
+func TestShapeLateness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 2 s")
+	}
+	late, want := roundTripLateness(t, 30)
+	t.Logf("round trip late by p25 %v, median %v, p90 %v (emulated %v)", late[len(late)/4], late[len(late)/2], late[len(late)*9/10], want)
 	if late[0] < -100*time.Microsecond {
 		t.Errorf("a round trip took %v less than the emulated %v", -late[0], want)
 	}
-	if p25 > 800*time.Microsecond && !raceDetector { // the race detector slows every wake-up
-		t.Errorf("a quarter of the round trips were at most %v late; want under 0.8 ms", p25)
+	if med := want + late[len(late)/2]; !emulated(med, want, 100*time.Microsecond) {
+		t.Errorf("median round trip %v, want the emulated %v (under 1.75x)", med, want)
 	}
+}
+
+// BenchmarkShapeLateness reports how late the emulated link delivers the
+// end of a message (see roundTripLateness), 30 round trips per iteration:
+// the lower quartile and median in ms. With Go's timers alone (they wait a
+// whole millisecond once under one) the quartile was 1.0-1.1 ms on an
+// idle machine, with a kernel timer 0.24-0.34 ms. The quartile, not the
+// median, so that a loaded machine's scheduling hiccups do not decide it.
+func BenchmarkShapeLateness(b *testing.B) {
+	var p25, med time.Duration
+	for b.Loop() {
+		late, _ := roundTripLateness(b, 30)
+		p25 += late[len(late)/4]
+		med += late[len(late)/2]
+	}
+	b.ReportMetric(float64(p25)/float64(b.N)/1e6, "p25-late-ms")
+	b.ReportMetric(float64(med)/float64(b.N)/1e6, "median-late-ms")
 }
