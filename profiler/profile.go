@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"tracr/engine"
 	"tracr/graph"
 )
 
@@ -37,9 +38,19 @@ type Profile struct {
 	// Runtime's default (one per physical core).
 	Threads int `json:"threads"`
 	// Warmup runs preceded the Repeats timed runs of every measurement.
-	Warmup  int       `json:"warmup"`
-	Repeats int       `json:"repeats"`
-	Model   ModelInfo `json:"model"`
+	Warmup  int `json:"warmup"`
+	Repeats int `json:"repeats"`
+	// CPULimit is the kernel CPU limit in cores the profiled process ran
+	// under, 0 for none (see Options.CPULimit).
+	CPULimit float64   `json:"cpu_limit,omitempty"`
+	Model    ModelInfo `json:"model"`
+	// Key is the cache key the profile was stored under (see CacheKey).
+	Key string `json:"key,omitempty"`
+	// Recheck is what Cached found when it checked a cached profile
+	// against fresh whole-model runs before using it; when the check
+	// failed and the model was profiled again, the new profile carries it
+	// with Stale set, saying why. Nil for a profile not from the cache.
+	Recheck *Recheck `json:"recheck,omitempty"`
 
 	// Whole is the full model timed as one session.
 	Whole Timing `json:"whole"`
@@ -241,11 +252,20 @@ func HashModel(model []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// CacheKey names a cached profile: a hash of the model hash, the provider,
-// the thread count and the machine's ID.
-func CacheKey(modelHash, provider string, threads int, machineID string) string {
+// CacheKey names a cached profile: a hash of everything that changes its
+// figures: the model's hash, the provider, threads, repeats, warm-up runs,
+// passes, candidate cuts, checks, seed, whether the per-node table was
+// optimised, the CPU limit, the ONNX Runtime version and the machine's ID.
+// opts must be normalised.
+func CacheKey(modelHash string, opts Options, ortVersion, machineID string) string {
 	h := sha256.New()
-	for _, s := range []string{modelHash, provider, strconv.Itoa(threads), machineID} {
+	fields := []string{
+		"v2", modelHash, opts.Provider, strconv.Itoa(opts.Threads), strconv.Itoa(opts.Repeats),
+		strconv.Itoa(opts.Warmup), strconv.Itoa(opts.Passes), fmt.Sprint(opts.Cuts), strconv.Itoa(opts.Checks),
+		strconv.FormatUint(opts.Seed, 10), strconv.FormatBool(opts.NodesOptimized),
+		strconv.FormatFloat(opts.CPULimit, 'g', -1, 64), ortVersion, machineID,
+	}
+	for _, s := range fields {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
@@ -262,12 +282,14 @@ func DefaultCacheDir() (string, error) {
 	return filepath.Join(dir, "tracr", "profiles"), nil
 }
 
-// Cached returns the profile cached for (model, provider, threads, this
-// machine) in dir ("" for DefaultCacheDir), with hit true; or, when there is
-// none (or it cannot be read), profiles the model with Run, stores the
-// result there and returns it with hit false. Options other than Provider
-// and Threads do not take part in the key: a cached profile answers whatever
-// its Repeats were.
+// Cached returns the profile cached in dir ("" for DefaultCacheDir) under
+// CacheKey for this model, these options and this machine, with hit true;
+// or, when there is none (or it cannot be read, or opts.Fresh), profiles
+// the model with Run, stores the result there and returns it with hit
+// false. A cached profile is trusted only after Recheck: when the whole
+// model, timed again now, disagrees with it by more than its own spread
+// allows, the model is profiled again and the new profile's Recheck says
+// why.
 func Cached(ctx context.Context, dir string, model []byte, source string, opts Options) (p *Profile, hit bool, err error) {
 	if dir == "" {
 		if dir, err = DefaultCacheDir(); err != nil {
@@ -277,26 +299,36 @@ func Cached(ctx context.Context, dir string, model []byte, source string, opts O
 	if opts, err = opts.normalise(); err != nil {
 		return nil, false, err
 	}
+	ortVersion, err := engine.Version()
+	if err != nil {
+		return nil, false, err
+	}
 	machine := DescribeMachine(ctx, opts.NVMLLibrary)
-	path := filepath.Join(dir, CacheKey(HashModel(model), opts.Provider, opts.Threads, machine.ID())+".json")
+	key := CacheKey(HashModel(model), opts, ortVersion, machine.ID())
+	path := filepath.Join(dir, key+".json")
 	// A missing, damaged or outdated entry is measured again and replaced.
-	if p, err := Load(path); err == nil && !opts.Fresh && p.matches(model, opts, machine) {
-		return p, true, nil
+	var stale *Recheck
+	if p, err := Load(path); err == nil && !opts.Fresh && p.Key == key && p.Model.Hash == HashModel(model) {
+		rc, err := RecheckProfile(ctx, p, model, opts)
+		if err != nil {
+			return nil, false, err
+		}
+		if !rc.Stale {
+			p.Recheck = &rc
+			return p, true, nil
+		}
+		stale = &rc
 	}
 	if p, err = Run(ctx, model, source, opts); err != nil {
 		return nil, false, err
 	}
+	p.Key = key
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, false, fmt.Errorf("profile cache: %w", err)
 	}
 	if err := p.Save(path); err != nil {
 		return nil, false, fmt.Errorf("profile cache: %w", err)
 	}
+	p.Recheck = stale
 	return p, false, nil
-}
-
-// matches reports whether a cached profile is for this model, provider,
-// thread count and machine (the key is a hash, so it is checked in full).
-func (p *Profile) matches(model []byte, opts Options, m Machine) bool {
-	return p.Model.Hash == HashModel(model) && p.Provider == opts.Provider && p.Threads == opts.Threads && p.Machine.ID() == m.ID()
 }

@@ -98,7 +98,19 @@ type Options struct {
 	// cached (the new one replaces it): a cached profile keeps the load
 	// the machine had when it was measured.
 	Fresh bool
+	// CPULimit is the kernel CPU-bandwidth limit, in cores, that this
+	// process runs under (package cpulimit); 0 means none. The profiler
+	// does not apply it; it records it, and it is part of the cache key:
+	// a profile taken under a limit is the limited device's.
+	CPULimit float64
+	// Rechecks is how many times Cached runs the whole model to check a
+	// cached profile before trusting it; 0 means DefaultRechecks and a
+	// negative number none.
+	Rechecks int
 }
+
+// DefaultRechecks is how many whole-model runs check a cached profile.
+const DefaultRechecks = 5
 
 // Validate reports the first invalid option, without loading anything, so
 // that a caller can refuse bad input before slow work.
@@ -144,6 +156,12 @@ func (o Options) normalise() (Options, error) {
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
+	if o.CPULimit < 0 {
+		return o, fmt.Errorf("CPU limit must be >= 0 (0: none), got %g", o.CPULimit)
+	}
+	if o.Rechecks == 0 {
+		o.Rechecks = DefaultRechecks
+	}
 	return o, nil
 }
 
@@ -183,6 +201,7 @@ func Run(ctx context.Context, model []byte, source string, opts Options) (*Profi
 		Threads:        opts.Threads,
 		Warmup:         opts.Warmup,
 		Repeats:        opts.Repeats,
+		CPULimit:       opts.CPULimit,
 		Model:          ModelInfo{Hash: HashModel(model), Source: source, Nodes: len(m.Nodes())},
 		NodesOptimized: opts.NodesOptimized,
 	}

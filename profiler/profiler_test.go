@@ -390,12 +390,16 @@ func TestCached(t *testing.T) {
 	requireORT(t)
 	dir := t.TempDir()
 	model := chainModel(t, 2, 4, 8, false)
-	opts := Options{Repeats: 1, Threads: 1, Checks: -1, NVMLLibrary: noGPU}
+	// No recheck here: TestCachedRecheck checks it.
+	opts := Options{Repeats: 1, Threads: 1, Checks: -1, NVMLLibrary: noGPU, Rechecks: -1}
 	first, hit, err := Cached(context.Background(), dir, model, "chain", opts)
 	if err != nil || hit {
 		t.Fatalf("first Cached: hit %v, err %v; want a fresh profile", hit, err)
 	}
 	again, hit, err := Cached(context.Background(), dir, model, "elsewhere", opts)
+	if again != nil {
+		again.Recheck = nil
+	}
 	if err != nil || !hit || !reflect.DeepEqual(again, first) {
 		t.Fatalf("second Cached: hit %v, err %v, same profile %v; want the cached one", hit, err, reflect.DeepEqual(again, first))
 	}
@@ -404,9 +408,26 @@ func TestCached(t *testing.T) {
 	if err != nil || hit || other.Threads != 2 {
 		t.Fatalf("other thread count: hit %v, err %v; want a fresh profile", hit, err)
 	}
+	// Everything that changes the figures is in the key: another repeat
+	// count, another CPU limit, another seed are measured anew.
+	for _, change := range []func(*Options){
+		func(o *Options) { o.Repeats = 2 },
+		func(o *Options) { o.CPULimit = 0.5 },
+		func(o *Options) { o.Seed = 7 },
+	} {
+		o := opts
+		change(&o)
+		p, hit, err := Cached(context.Background(), dir, model, "chain", o)
+		if err != nil || hit {
+			t.Fatalf("options %+v: hit %v, err %v; want a fresh profile", o, hit, err)
+		}
+		if p.Repeats != max(o.Repeats, 1) || p.CPULimit != o.CPULimit {
+			t.Errorf("profile records repeats %d, CPU limit %g; want %d, %g", p.Repeats, p.CPULimit, o.Repeats, o.CPULimit)
+		}
+	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 2 {
-		t.Errorf("cache holds %d files, want 2 (one per thread count)", len(entries))
+	if len(entries) != 5 {
+		t.Errorf("cache holds %d files, want 5 (one per set of options)", len(entries))
 	}
 	opts.Fresh = true
 	fresh, hit, err := Cached(context.Background(), dir, model, "chain", opts)
@@ -414,8 +435,69 @@ func TestCached(t *testing.T) {
 		t.Fatalf("Fresh: hit %v, err %v; want a new profile", hit, err)
 	}
 	opts.Fresh = false
-	if again, hit, err := Cached(context.Background(), dir, model, "chain", opts); err != nil || !hit || !reflect.DeepEqual(again, fresh) {
+	again, hit, err = Cached(context.Background(), dir, model, "chain", opts)
+	if again != nil {
+		again.Recheck = nil
+	}
+	if err != nil || !hit || !reflect.DeepEqual(again, fresh) {
 		t.Fatalf("after Fresh: hit %v, err %v; want the fresh profile, which replaced the old one", hit, err)
+	}
+}
+
+// TestCachedRecheck: a cached profile that disagrees with the model timed
+// now (here doctored to an absurd whole-model time) is measured again, and
+// the new profile says why; it replaces the cached one.
+func TestCachedRecheck(t *testing.T) {
+	requireORT(t)
+	dir := t.TempDir()
+	model := chainModel(t, 2, 4, 8, false)
+	opts := Options{Repeats: 3, Threads: 1, Checks: -1, NVMLLibrary: noGPU, Rechecks: 3}
+	first, _, err := Cached(context.Background(), dir, model, "chain", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, first.Key+".json")
+	doctored := *first
+	doctored.Whole = Timing{Median: time.Hour, P90: time.Hour, Runs: 3}
+	if err := doctored.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	p, hit, err := Cached(context.Background(), dir, model, "chain", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hit || p.Recheck == nil || !p.Recheck.Stale || !strings.Contains(p.Recheck.Reason, "measured again") || p.Recheck.Profiled.Median != time.Hour {
+		t.Fatalf("stale profile: hit %v, recheck %+v; want it measured again with the reason", hit, p.Recheck)
+	}
+	if p.Whole.Median >= time.Minute {
+		t.Errorf("new profile's whole model %v: the doctored one was kept", p.Whole.Median)
+	}
+	stored, err := Load(path)
+	if err != nil || stored.Whole.Median >= time.Minute {
+		t.Errorf("cache still holds the stale profile (%v)", err)
+	}
+}
+
+func TestRecheckJudge(t *testing.T) {
+	ms := func(med, p90 float64) Timing {
+		return Timing{Median: time.Duration(med * 1e6), P90: time.Duration(p90 * 1e6), Runs: 5}
+	}
+	for _, tt := range []struct {
+		name               string
+		profiled, measured Timing
+		stale              bool
+	}{
+		{"same", ms(10, 10), ms(10, 10), false},
+		{"within the slack", ms(10, 10), ms(11.4, 11.4), false},
+		{"beyond the slack", ms(10, 10), ms(11.6, 11.6), true},
+		{"faster beyond the slack", ms(10, 10), ms(8.4, 8.4), true},
+		{"a wide profile allows more", ms(10, 12), ms(15, 15), false}, // 0.15 + 0.4
+		{"45 ms cached, 66 ms now", ms(45, 47), ms(66, 68), true},
+	} {
+		rc := judge(Recheck{Profiled: tt.profiled, Measured: tt.measured})
+		if rc.Stale != tt.stale || (rc.Reason != "") != tt.stale {
+			t.Errorf("%s: stale %v (off %.3f, allowed %.3f, reason %q), want %v", tt.name, rc.Stale, rc.Off, rc.Allowed, rc.Reason, tt.stale)
+		}
 	}
 }
 
