@@ -73,6 +73,10 @@ type Candidate struct {
 	// Edge is the edge's compute (head, or the whole model for EdgeOnly);
 	// Server the server's (tail, or the whole model for server-only).
 	Edge, Server time.Duration
+	// EdgeSpread and ServerSpread are how far Edge and Server move between
+	// measurements (p90 - median of their profile timings), 0 if unknown:
+	// the noise that says when two plans are tied (see Tied).
+	EdgeSpread, ServerSpread time.Duration
 	// Encodings lists the codecs measured for what crosses. A KindEdgeOnly
 	// candidate has none.
 	Encodings []Encoding
