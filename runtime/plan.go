@@ -279,6 +279,8 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 	}
 	edgeTime := correctedTimes(p.EdgeProfile, true)
 	serverTime := correctedTimes(p.ServerProfile, false)
+	edgeSpread := spreads(p.EdgeProfile, true, edgeTime)
+	serverSpread := spreads(p.ServerProfile, false, serverTime)
 	var out []planner.Candidate
 	for _, ct := range p.EdgeProfile.Cuts {
 		cut, err := graph.FindCut(cuts, ct.ID)
@@ -290,7 +292,8 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 			return nil, fmt.Errorf("the server profile lacks cut %d; profiles of different models?", ct.ID)
 		}
 		p.Crossing[ct.ID] = cut.Names()
-		c := planner.Candidate{Kind: planner.KindCut, Cut: ct.ID, Edge: slowed(edgeTime[ct.ID], p.EdgeSlowdown), Server: st, ResultBytes: resultBytes}
+		c := planner.Candidate{Kind: planner.KindCut, Cut: ct.ID, Edge: slowed(edgeTime[ct.ID], p.EdgeSlowdown), Server: st, ResultBytes: resultBytes,
+			EdgeSpread: slowed(edgeSpread[ct.ID], p.EdgeSlowdown), ServerSpread: serverSpread[ct.ID]}
 		switch ct.ID {
 		case 0:
 			c.Kind, c.Edge = planner.KindServerRaw, 0
@@ -315,7 +318,7 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 			if err != nil {
 				return nil, fmt.Errorf("jpeg: %w", err)
 			}
-			out = append(out, planner.Candidate{Kind: planner.KindServerJPEG, Cut: 0, Server: st, ResultBytes: resultBytes, Encodings: encs})
+			out = append(out, planner.Candidate{Kind: planner.KindServerJPEG, Cut: 0, Server: st, ServerSpread: serverSpread[0], ResultBytes: resultBytes, Encodings: encs})
 		}
 	}
 	return out, nil
@@ -445,6 +448,30 @@ func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec) ([]plann
 // elsewhere the segment sum is scaled by the median ratio of direct to
 // summed times over the checked cuts, which removes the segments'
 // systematic per-session overhead (the fusion error).
+// spreads gives each cut's compute spread on one side: the time
+// correctedTimes chose, times the relative spread (p90 - median) / median
+// of the timing it came from (the half timed directly where there is one,
+// else the segment sum, whose p90 sums the segments' p90s).
+func spreads(p *profiler.Profile, edge bool, times map[int]time.Duration) map[int]time.Duration {
+	out := map[int]time.Duration{}
+	for _, c := range p.Cuts {
+		t := c.Server
+		if c.ServerDirect != nil {
+			t = *c.ServerDirect
+		}
+		if edge {
+			t = c.Edge
+			if c.EdgeDirect != nil {
+				t = *c.EdgeDirect
+			}
+		}
+		if t.Median > 0 && t.P90 > t.Median {
+			out[c.ID] = time.Duration(float64(times[c.ID]) * float64(t.P90-t.Median) / float64(t.Median))
+		}
+	}
+	return out
+}
+
 func correctedTimes(p *profiler.Profile, edge bool) map[int]time.Duration {
 	var ratios []float64
 	for _, c := range p.Cuts {
