@@ -443,11 +443,6 @@ func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec) ([]plann
 	return out, nil
 }
 
-// correctedTimes returns each profiled cut's edge (head) or server (tail)
-// time. Where the profiler timed the whole half directly that time is used;
-// elsewhere the segment sum is scaled by the median ratio of direct to
-// summed times over the checked cuts, which removes the segments'
-// systematic per-session overhead (the fusion error).
 // spreads gives each cut's compute spread on one side: the time
 // correctedTimes chose, times the relative spread (p90 - median) / median
 // of the timing it came from (the half timed directly where there is one,
@@ -472,6 +467,11 @@ func spreads(p *profiler.Profile, edge bool, times map[int]time.Duration) map[in
 	return out
 }
 
+// correctedTimes returns each profiled cut's edge (head) or server (tail)
+// time. Where the profiler timed the whole half directly that time is used;
+// elsewhere the segment sum is scaled by the median ratio of direct to
+// summed times over the checked cuts, which removes the segments'
+// systematic per-session overhead (the fusion error).
 func correctedTimes(p *profiler.Profile, edge bool) map[int]time.Duration {
 	var ratios []float64
 	for _, c := range p.Cuts {
