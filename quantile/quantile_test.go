@@ -42,6 +42,7 @@ func TestMedianDuration(t *testing.T) {
 		{"one", []time.Duration{7}, 7},
 		{"odd, unsorted", []time.Duration{30, 10, 20}, 20},
 		{"even: mean of the middle two", []time.Duration{40, 10, 30, 20}, 25},
+		{"an outlier does not move it", []time.Duration{20, 21, 500, 19, 20}, 20},
 		{"even, odd sum: rounded down", []time.Duration{1, 2}, 1},
 		{"large: no overflow", []time.Duration{math.MaxInt64, math.MaxInt64 - 2}, math.MaxInt64 - 1},
 	} {
