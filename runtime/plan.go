@@ -16,6 +16,7 @@ import (
 	"tracr/netprobe"
 	"tracr/planner"
 	"tracr/profiler"
+	"tracr/quantile"
 	"tracr/tensor"
 	"tracr/transport"
 	"tracr/zoo"
@@ -426,7 +427,7 @@ func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec) ([]plann
 			// Raw costs nothing to encode: the bytes are the tensor.
 			enc, dec = []time.Duration{0}, []time.Duration{0}
 		}
-		out = append(out, planner.Encoding{Codec: spec.String(), Bytes: bytes, Encode: netprobe.Median(enc), Decode: netprobe.Median(dec), Lossy: spec.Lossy()})
+		out = append(out, planner.Encoding{Codec: spec.String(), Bytes: bytes, Encode: quantile.MedianDuration(enc), Decode: quantile.MedianDuration(dec), Lossy: spec.Lossy()})
 	}
 	return out, nil
 }
