@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"image"
 	"math"
-	"sort"
 	"strings"
 	"time"
 
@@ -459,8 +458,7 @@ func correctedTimes(p *profiler.Profile, edge bool) map[int]time.Duration {
 	}
 	scale := 1.0
 	if len(ratios) > 0 {
-		sort.Float64s(ratios)
-		scale = ratios[len(ratios)/2]
+		scale = quantile.Median(ratios)
 	}
 	out := map[int]time.Duration{}
 	last := 0
