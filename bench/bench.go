@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -25,6 +24,7 @@ import (
 
 	"tracr/engine"
 	"tracr/graph"
+	"tracr/quantile"
 )
 
 // Options configures Run.
@@ -248,17 +248,13 @@ func ratio(a, b float64) float64 {
 // msf is d in milliseconds.
 func msf(d time.Duration) float64 { return d.Seconds() * 1e3 }
 
-// median returns the median of xs (NaN for none).
+// median is quantile.Median, but NaN for none: a figure without samples
+// was not measured, which 0 would hide.
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if n := len(s); n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return quantile.Median(xs)
 }
 
 // CheckWritable makes dir if needed and checks that a file can be created

@@ -20,19 +20,18 @@ type link struct {
 	l    transport.Link
 }
 
-// links are the link presets of experiments (Neurosurgeon's measured 3G,
-// LTE and Wi-Fi rates, a gigabit LAN), copied rather than imported so that
-// bench does not depend on the sweep's package; quick mode drops 3g, whose
-// megabyte transfers take seconds each.
+// links are the sweeps' link presets (transport.Presets): Neurosurgeon's
+// measured 3G, LTE and Wi-Fi rates and a gigabit LAN, without cat1; quick
+// mode drops 3g too, whose megabyte transfers take seconds each.
 func (b *bencher) links() []link {
-	all := []link{
-		{"3g", transport.Link{Up: 1.1e6, Down: 2.03e6, RTT: 100 * time.Millisecond}},
-		{"4g", transport.Link{Up: 5.85e6, Down: 13.76e6, RTT: 40 * time.Millisecond}},
-		{"wifi", transport.Link{Up: 18.88e6, Down: 54.97e6, RTT: 10 * time.Millisecond}},
-		{"gigabit", transport.Link{Up: 1e9, Down: 1e9, RTT: time.Millisecond}},
-	}
+	names := []string{"3g", "4g", "wifi", "gigabit"}
 	if b.opts.Quick {
-		return all[1:]
+		names = names[1:]
+	}
+	var all []link
+	for _, n := range names {
+		p, _ := transport.LookupPreset(n) // TestBenchLinks checks they exist
+		all = append(all, link{p.Name, p.Link})
 	}
 	return all
 }

@@ -19,6 +19,7 @@ import (
 	"tracr/engine"
 	"tracr/profiler"
 	"tracr/runtime"
+	"tracr/transport"
 )
 
 // Meta is meta.json: what a sweep ran on and with, and when.
@@ -124,7 +125,7 @@ func newMeta(ctx context.Context, spec *Spec, opts Options, path string) (*Meta,
 		m.Links = append(m.Links, linkMeta(l.Name, l.Link.Up, l.Link.Down, l.Link.RTT, ""))
 	}
 	m.Presets = nil
-	for _, p := range Presets() {
+	for _, p := range transport.Presets() {
 		m.Presets = append(m.Presets, linkMeta(p.Name, p.Link.Up, p.Link.Down, p.Link.RTT, p.Source))
 	}
 	m.Columns = Columns

@@ -160,7 +160,7 @@ interval = 0.2
 // TestPresets pins the presets to the literature's rates (Mbit/s up/down).
 func TestPresets(t *testing.T) {
 	want := map[string][2]float64{"cat1": {0.13, 1}, "3g": {1.1, 2.03}, "4g": {5.85, 13.76}, "wifi": {18.88, 54.97}, "gigabit": {1000, 1000}}
-	ps := Presets()
+	ps := transport.Presets()
 	if len(ps) != len(want) {
 		t.Fatalf("%d presets, want %d", len(ps), len(want))
 	}

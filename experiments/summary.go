@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tracr/graph"
+	"tracr/quantile"
 )
 
 // PlanStat is one plan measured in a cell under one strategy: medians over
@@ -155,7 +156,7 @@ func Summarize(rows []Row) Summary {
 		for i, e := range es {
 			abs[i], signed[i] = e[0], e[1]
 		}
-		s.Errors = append(s.Errors, StrategyError{Strategy: st, N: len(es), Abs: medianF(abs), Signed: medianF(signed)})
+		s.Errors = append(s.Errors, StrategyError{Strategy: st, N: len(es), Abs: quantile.Median(abs), Signed: quantile.Median(signed)})
 	}
 	s.SkipReasons = counted(skips)
 	return s
@@ -268,9 +269,9 @@ func summarizeCell(rows []Row) CellSummary {
 				errs = append(errs, math.Abs(ms(r.Predicted)-ms(r.Measured))/ms(r.Measured))
 			}
 		}
-		p.Measured, p.Edge, p.Server = medianD(tot), medianD(edge), medianD(server)
+		p.Measured, p.Edge, p.Server = quantile.MedianDuration(tot), quantile.MedianDuration(edge), quantile.MedianDuration(server)
 	}
-	c.PredictionError = medianF(errs)
+	c.PredictionError = quantile.Median(errs)
 	for i := range c.Plans {
 		p := &c.Plans[i]
 		switch p.Strategy {
@@ -316,41 +317,10 @@ func summarizeTrace(rows []Row) TraceSummary {
 		}
 		prev = r.Plan
 	}
-	t.Median, t.P90 = quantileD(tot, 0.5), quantileD(tot, 0.9)
-	t.PredictionError = medianF(errs)
+	t.Median, t.P90 = quantile.MedianDuration(tot), quantile.Duration(tot, 0.9)
+	t.PredictionError = quantile.Median(errs)
 	t.Plans = counted(plans)
 	return t
-}
-
-func medianF(fs []float64) float64 {
-	if len(fs) == 0 {
-		return 0
-	}
-	s := slices.Clone(fs)
-	slices.Sort(s)
-	if n := len(s); n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[len(s)/2]
-}
-
-func medianD(ds []time.Duration) time.Duration {
-	fs := make([]float64, len(ds))
-	for i, d := range ds {
-		fs[i] = float64(d)
-	}
-	return time.Duration(math.Round(medianF(fs)))
-}
-
-// quantileD is the nearest-rank q-quantile, 0 for none.
-func quantileD(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(math.Ceil(q*float64(len(s)))) - 1
-	return s[min(max(i, 0), len(s)-1)]
 }
 
 // WriteSummaryFile writes summary.md atomically.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"tracr/bitrate"
 	"tracr/planner"
 	"tracr/runtime"
 	"tracr/zoo"
@@ -87,9 +88,12 @@ func traceRow(model string, img int, label, codec string, rec runtime.Record) Ro
 	if plan == planner.KindCut.String() {
 		plan = fmt.Sprintf("cut %d", rec.Cut)
 	}
+	// An unknown rate (0) gives no term.
+	upTerm, _ := bitrate.Time(rec.BytesUp, rec.LinkUp)
+	downTerm, _ := bitrate.Time(rec.BytesDown, rec.LinkDown)
 	r := Row{Model: model, ImgSize: img, Link: label, Up: rec.LinkUp, Down: rec.LinkDown, RTT: rec.RTT, Codec: codec,
 		Strategy: Adaptive, Plan: plan, Cut: rec.Cut, Encoding: rec.Codec, Repeat: rec.ID, BytesUp: rec.BytesUp,
-		Predicted: rec.Predicted, UpTerm: transfer(rec.BytesUp, rec.LinkUp), DownTerm: transfer(rec.BytesDown, rec.LinkDown),
+		Predicted: rec.Predicted, UpTerm: upTerm, DownTerm: downTerm,
 		Measured: rec.Total, Edge: rec.Edge, Server: rec.Server, Start: rec.Start}
 	switch {
 	case rec.Error != "":
@@ -128,12 +132,4 @@ func (d *pacedDataset) Sample(i int) (zoo.Sample, error) {
 		time.Sleep(wait)
 	}
 	return d.Dataset.Sample(i)
-}
-
-// transfer is n bytes at bps bits per second (0 for an unknown rate).
-func transfer(n int64, bps float64) time.Duration {
-	if n <= 0 || !(bps > 0) {
-		return 0
-	}
-	return time.Duration(float64(n) * 8 / bps * float64(time.Second))
 }

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"gonum.org/v1/gonum/stat"
+
+	"tracr/bitrate"
+	"tracr/quantile"
 )
 
 // Conn is the connection probed; *transport.Client implements it.
@@ -91,9 +94,11 @@ type Fit struct {
 	MaxBytes int64 `json:"max_bytes"`
 }
 
-// Time returns the time the fit predicts for a transfer of n bytes.
+// Time returns the time the fit predicts for a transfer of n bytes (the
+// overhead alone for a fit without a rate).
 func (f Fit) Time(n int64) time.Duration {
-	return f.Overhead + time.Duration(float64(n)*8/f.BitsPerSec*float64(time.Second))
+	d, _ := bitrate.Time(n, f.BitsPerSec)
+	return f.Overhead + d
 }
 
 // FitLine fits t = a + bytes/b to samples by least squares (gonum's
@@ -225,20 +230,7 @@ func MeasureRTT(ctx context.Context, c Conn, n int) (time.Duration, []time.Durat
 		}
 		times[i] = d
 	}
-	return Median(times), times, nil
-}
-
-// Median returns the median of ds (the mean of the middle two for an even
-// count), or 0 for none.
-func Median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(ds))
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return quantile.MedianDuration(times), times, nil
 }
 
 // transfers times transfers of a ladder of sizes, Repeats times over. The

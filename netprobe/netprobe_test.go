@@ -106,25 +106,6 @@ func TestFitFastest(t *testing.T) {
 	}
 }
 
-func TestMedian(t *testing.T) {
-	ms := time.Millisecond
-	tests := []struct {
-		in   []time.Duration
-		want time.Duration
-	}{
-		{nil, 0},
-		{[]time.Duration{5 * ms}, 5 * ms},
-		{[]time.Duration{9 * ms, 1 * ms, 5 * ms}, 5 * ms},
-		{[]time.Duration{9 * ms, 1 * ms, 5 * ms, 7 * ms}, 6 * ms},
-		{[]time.Duration{20 * ms, 21 * ms, 500 * ms, 19 * ms, 20 * ms}, 20 * ms},
-	}
-	for _, tt := range tests {
-		if got := Median(tt.in); got != tt.want {
-			t.Errorf("Median(%v) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestEstimator(t *testing.T) {
 	ms := time.Millisecond
 	type obs struct {

@@ -3,6 +3,8 @@ package planner
 import (
 	"math"
 	"sort"
+
+	"tracr/bitrate"
 )
 
 // Interval is a range of uplink bandwidths over which one plan is best.
@@ -46,11 +48,12 @@ func Breakpoints(p Problem) []Interval {
 			if !atInf.Feasible {
 				continue
 			}
-			bits := 0.0
+			// The slope in x = 1/up is the upload's time at 1 bit/s.
+			slope := 0.0
 			if c.Kind != KindEdgeOnly {
-				bits = float64(e.Bytes) * 8
+				slope = bitrate.Seconds(e.Bytes, 1)
 			}
-			lines = append(lines, line{a: atInf.Score.Seconds(), b: bits, plan: atInf})
+			lines = append(lines, line{a: atInf.Score.Seconds(), b: slope, plan: atInf})
 		}
 	}
 	if len(lines) == 0 {

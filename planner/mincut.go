@@ -9,6 +9,8 @@ import (
 
 	"gonum.org/v1/gonum/graph"
 	"gonum.org/v1/gonum/graph/simple"
+
+	"tracr/bitrate"
 )
 
 // DAG is a model's compute graph with per-node costs, as MinCut needs it.
@@ -35,27 +37,36 @@ type DAGTensor struct {
 	Bytes     int64
 }
 
-// Cost is the min-cut objective of an edge node set: edge compute of the
-// set, server compute of the rest, and each crossing tensor's bytes over
-// the uplink, paid once however many server nodes read it.
+// Cost is the min-cut objective of an edge node set: Evaluate's latency of
+// the set as a cut (edge compute of the set, server compute of the rest,
+// and each crossing tensor's bytes over the uplink, paid once however many
+// server nodes read it), without the round trip and the result's way back,
+// which every set pays alike.
 func (d DAG) Cost(edge []bool, up float64) (time.Duration, error) {
-	var total float64
+	var c Candidate
 	for i, n := range d.Nodes {
 		if edge[i] {
-			total += n.Edge.Seconds()
+			c.Edge += n.Edge
 		} else {
-			total += n.Server.Seconds()
+			c.Server += n.Server
 		}
 	}
+	var e Encoding
+	crossed := false
 	for _, t := range d.Tensors {
 		if d.crosses(t, edge) {
-			if up <= 0 {
-				return 0, errors.New("zero uplink bandwidth: nothing can cross")
-			}
-			total += float64(t.Bytes) * 8 / up
+			e.Bytes += t.Bytes
+			crossed = true
 		}
 	}
-	return time.Duration(total * 1e9), nil
+	if crossed && up <= 0 {
+		return 0, errors.New("zero uplink bandwidth: nothing can cross")
+	}
+	p := Evaluate(c, e, Link{Up: up}, Latency)
+	if !p.Feasible {
+		return 0, fmt.Errorf("the uplink cannot carry %d bytes", e.Bytes)
+	}
+	return p.Score, nil
 }
 
 func (d DAG) crosses(t DAGTensor, edge []bool) bool {
@@ -143,7 +154,7 @@ func MinCut(d DAG, up float64) ([]int, time.Duration, error) {
 		inf += nd.Edge.Seconds() + nd.Server.Seconds()
 	}
 	for _, t := range d.Tensors {
-		inf += float64(t.Bytes) * 8 / up
+		inf += bitrate.Seconds(t.Bytes, up)
 	}
 	inf *= 2
 
@@ -171,7 +182,7 @@ func MinCut(d DAG, up float64) ([]int, time.Duration, error) {
 		if t.Producer >= 0 {
 			from = node(t.Producer)
 		}
-		add(from, aux(j), float64(t.Bytes)*8/up)
+		add(from, aux(j), bitrate.Seconds(t.Bytes, up))
 		for _, c := range t.Consumers {
 			add(aux(j), node(c), inf)
 			if t.Producer >= 0 {

@@ -15,6 +15,8 @@ import (
 	"math"
 	"sort"
 	"time"
+
+	"tracr/bitrate"
 )
 
 // Link is the network between edge and server as the planner sees it.
@@ -161,29 +163,13 @@ type Plan struct {
 	Reason   string
 }
 
-// transfer returns the time to move n bytes at bps bits per second, and
-// false when the link cannot carry them.
-func transfer(n int64, bps float64) (time.Duration, bool) {
-	if n == 0 {
-		return 0, true
-	}
-	if bps <= 0 || math.IsNaN(bps) {
-		return 0, false
-	}
-	s := float64(n) * 8 / bps
-	if s > float64(math.MaxInt64)/1e9 {
-		return 0, false
-	}
-	return time.Duration(s * 1e9), true
-}
-
 // Evaluate prices one candidate with one encoding on a link.
 func Evaluate(c Candidate, e Encoding, l Link, obj Objective) Plan {
 	p := Plan{Candidate: c, Encoding: e, Feasible: true}
 	b := Breakdown{Edge: c.Edge, Server: c.Server}
 	if c.Kind != KindEdgeOnly {
-		up, okUp := transfer(e.Bytes, l.Up)
-		down, okDown := transfer(c.ResultBytes, l.Down)
+		up, okUp := bitrate.Time(e.Bytes, l.Up)
+		down, okDown := bitrate.Time(c.ResultBytes, l.Down)
 		if !okUp || !okDown {
 			p.Feasible, p.Reason = false, "the link cannot carry it (zero bandwidth)"
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tracr/graph"
+	"tracr/quantile"
 	"tracr/tensor"
 )
 
@@ -226,15 +227,7 @@ func summarise(ds []time.Duration) Timing {
 	if len(ds) == 0 {
 		return Timing{}
 	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	n := len(s)
-	med := s[n/2]
-	if n%2 == 0 {
-		med = (s[n/2-1] + s[n/2]) / 2
-	}
-	rank := (9*n + 9) / 10 // ceil(0.9 n)
-	return Timing{Median: med, P90: s[rank-1], Runs: n}
+	return Timing{Median: quantile.MedianDuration(ds), P90: quantile.Duration(ds, 0.9), Runs: len(ds)}
 }
 
 // addTimings sums two timings of consecutive parts (the p90 of the sum is

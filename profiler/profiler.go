@@ -29,12 +29,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"tracr/engine"
 	"tracr/graph"
+	"tracr/quantile"
 	"tracr/tensor"
 )
 
@@ -293,7 +293,7 @@ func measure(ctx context.Context, p *Profile, m *graph.Model, model []byte, inpu
 		errs[i] = abs(c.Error)
 		p.setDirect(c)
 	}
-	p.FusionError = median(errs)
+	p.FusionError = quantile.Median(errs)
 
 	var err error
 	if p.Nodes, err = nodes(ctx, m, model, inputs, opts, sampler); err != nil {
@@ -625,17 +625,4 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }

@@ -12,6 +12,7 @@ import (
 	"tracr/engine"
 	"tracr/graph"
 	"tracr/planner"
+	"tracr/quantile"
 	"tracr/tensor"
 	"tracr/transport"
 	"tracr/zoo"
@@ -91,8 +92,7 @@ func (e *edgeSessions) warm(ctx context.Context, s *engine.Session, inputs []ten
 		}
 		times[i] = time.Since(t0)
 	}
-	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-	e.ref[s] = times[len(times)/2]
+	e.ref[s] = quantile.MedianDuration(times)
 	return nil
 }
 

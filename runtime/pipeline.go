@@ -13,8 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"tracr/bitrate"
 	"tracr/netprobe"
 	"tracr/planner"
+	"tracr/quantile"
 	"tracr/tensor"
 	"tracr/transport"
 	"tracr/zoo"
@@ -615,7 +617,7 @@ func (x *executor) choose(r *request) (*transport.Client, int) {
 		trip := r.predicted - b.Edge - b.Encode
 		x.mu.Lock()
 		if recent := x.trips[keyOf(r.plan.Candidate)]; len(recent) >= minTrips {
-			trip = max(trip, netprobe.Median(recent))
+			trip = max(trip, quantile.MedianDuration(recent))
 			r.rescueAfter = 2*trip + x.edgeOnly.Breakdown.Total
 		}
 		x.mu.Unlock()
@@ -808,11 +810,8 @@ func (x *executor) record(r *request) Record {
 // bytes at the probed downlink rate. The client sees only the whole round
 // trip; results are small, so the estimate's error stays small too.
 func downTime(n int64, l planner.Link) time.Duration {
-	d := l.RTT / 2
-	if l.Down > 0 && !math.IsInf(l.Down, 1) {
-		d += time.Duration(float64(n) * 8 / l.Down * float64(time.Second))
-	}
-	return d
+	d, _ := bitrate.Time(n, l.Down) // 0 for an unlimited or unknown rate
+	return l.RTT/2 + d
 }
 
 // observe feeds r's measurements to the re-planner (or the passive

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"image"
 	"math"
-	"sort"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"tracr/netprobe"
 	"tracr/planner"
 	"tracr/profiler"
+	"tracr/quantile"
 	"tracr/tensor"
 	"tracr/transport"
 	"tracr/zoo"
@@ -438,7 +438,7 @@ func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec) ([]plann
 			// Raw costs nothing to encode: the bytes are the tensor.
 			enc, dec = []time.Duration{0}, []time.Duration{0}
 		}
-		out = append(out, planner.Encoding{Codec: spec.String(), Bytes: bytes, Encode: netprobe.Median(enc), Decode: netprobe.Median(dec), Lossy: spec.Lossy()})
+		out = append(out, planner.Encoding{Codec: spec.String(), Bytes: bytes, Encode: quantile.MedianDuration(enc), Decode: quantile.MedianDuration(dec), Lossy: spec.Lossy()})
 	}
 	return out, nil
 }
@@ -494,8 +494,7 @@ func correctedTimes(p *profiler.Profile, edge bool) map[int]time.Duration {
 	}
 	scale := 1.0
 	if len(ratios) > 0 {
-		sort.Float64s(ratios)
-		scale = ratios[len(ratios)/2]
+		scale = quantile.Median(ratios)
 	}
 	out := map[int]time.Duration{}
 	last := 0

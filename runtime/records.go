@@ -11,7 +11,9 @@ import (
 	"strconv"
 	"time"
 
+	"tracr/bitrate"
 	"tracr/graph"
+	"tracr/quantile"
 )
 
 // Record is one request's measurements: a row of the run's CSV.
@@ -228,7 +230,9 @@ func Summarize(records []Record, wall time.Duration) Summary {
 			continue
 		}
 		s.Split++
-		link := transferTime(r.BytesUp, r.LinkUp) + transferTime(r.BytesDown, r.LinkDown)
+		up, _ := bitrate.Time(r.BytesUp, r.LinkUp) // 0 for an unlimited or unknown rate
+		down, _ := bitrate.Time(r.BytesDown, r.LinkDown)
+		link := up + down
 		stages[2] += link
 		stages[3] += r.Decode + r.Server + r.Post
 		codec := r.Encode + r.Decode
@@ -241,12 +245,12 @@ func Summarize(records []Record, wall time.Duration) Summary {
 			withCodecShares = append(withCodecShares, float64(o+codec)/float64(r.Total))
 		}
 	}
-	s.MedianTotal, s.P90Total = quantile(totals, 0.5), quantile(totals, 0.9)
-	s.MedianPredicted = quantile(preds, 0.5)
-	s.PredictionError = median(errs)
-	s.Overhead, s.OverheadShare = quantile(overheads, 0.5), median(shares)
-	s.Codec = quantile(codecs, 0.5)
-	s.OverheadWithCodec, s.OverheadWithCodecShare = quantile(withCodec, 0.5), median(withCodecShares)
+	s.MedianTotal, s.P90Total = quantile.MedianDuration(totals), quantile.Duration(totals, 0.9)
+	s.MedianPredicted = quantile.MedianDuration(preds)
+	s.PredictionError = quantile.Median(errs)
+	s.Overhead, s.OverheadShare = quantile.MedianDuration(overheads), quantile.Median(shares)
+	s.Codec = quantile.MedianDuration(codecs)
+	s.OverheadWithCodec, s.OverheadWithCodecShare = quantile.MedianDuration(withCodec), quantile.Median(withCodecShares)
 	if n := len(totals); n > 0 {
 		s.MeanTotal = sum / time.Duration(n)
 		var slowest time.Duration
@@ -265,42 +269,11 @@ func Summarize(records []Record, wall time.Duration) Summary {
 	return s
 }
 
-// transferTime is n bytes at bps bits per second; 0 for an unlimited or
-// unknown rate.
-func transferTime(n int64, bps float64) time.Duration {
-	if n <= 0 || !(bps > 0) || math.IsInf(bps, 1) {
-		return 0
-	}
-	return time.Duration(float64(n) * 8 / bps * float64(time.Second))
-}
-
-// median returns the median of fs (the upper one for an even count), 0
-// for none.
-func median(fs []float64) float64 {
-	if len(fs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), fs...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
 func label(r Record) string {
 	if r.Plan == "cut" {
 		return "cut " + strconv.Itoa(r.Cut)
 	}
 	return r.Plan
-}
-
-// quantile returns the q-quantile (nearest rank) of ds, 0 for none.
-func quantile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := int(q*float64(len(s))+0.5) - 1
-	return s[min(max(i, 0), len(s)-1)]
 }
 
 // Print writes the summary for people.

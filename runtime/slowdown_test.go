@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"tracr/engine"
-	"tracr/netprobe"
 	"tracr/planner"
+	"tracr/quantile"
 	"tracr/zoo"
 )
 
@@ -123,7 +123,7 @@ func TestExecuteEdgeSlowdown(t *testing.T) {
 			}
 			edges = append(edges, r.Edge)
 		}
-		return netprobe.Median(edges)
+		return quantile.MedianDuration(edges)
 	}
 	measureEdge := func(t *testing.T, cut int, slowdown float64) time.Duration {
 		t.Helper()

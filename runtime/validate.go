@@ -7,8 +7,8 @@ import (
 
 	"tracr/engine"
 	"tracr/graph"
-	"tracr/netprobe"
 	"tracr/planner"
+	"tracr/quantile"
 	"tracr/tensor"
 	"tracr/transport"
 	"tracr/zoo"
@@ -75,7 +75,7 @@ func (p *Planned) Measure(ctx context.Context, c *transport.Client, plan planner
 		}
 		totals, edges, servers = append(totals, time.Since(t0)), append(edges, edge), append(servers, server)
 	}
-	m.Total, m.Edge, m.Server = netprobe.Median(totals), netprobe.Median(edges), netprobe.Median(servers)
+	m.Total, m.Edge, m.Server = quantile.MedianDuration(totals), quantile.MedianDuration(edges), quantile.MedianDuration(servers)
 	return m, nil
 }
 

@@ -29,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"tracr/bitrate"
 )
 
 // Link is an emulated network link: bandwidth in bits per second in each
@@ -220,7 +222,7 @@ func (c *clock) next(now time.Time, n int, rate float64, delay time.Duration) (d
 	done = start
 	if rate > 0 {
 		// Capped so an absurd rate cannot overflow a Duration.
-		secs := min(float64(n)*8/rate, maxSerialise.Seconds())
+		secs := min(bitrate.Seconds(int64(n), rate), maxSerialise.Seconds())
 		done = start.Add(time.Duration(secs * float64(time.Second)))
 	}
 	c.free = done
