@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"tracr/cpulimit"
 	"tracr/planner"
 	"tracr/runtime"
 	"tracr/transport"
@@ -44,6 +45,19 @@ type Spec struct {
 	// ProfileRepeats is the timed runs per profile measurement (0 =
 	// the profiler's default).
 	ProfileRepeats int `toml:"profile_repeats"`
+	// Server is the server the sweep runs against: "local" (default: one
+	// started by tracr on this machine), a devices.toml name (Devices, or
+	// devices.toml beside the spec), or host:port with the key folder Keys.
+	Server  string `toml:"server"`
+	Devices string `toml:"devices"`
+	Keys    string `toml:"keys"`
+	// EdgeCPU limits the edge (this process) to that many cores with the
+	// kernel's CPU-bandwidth control (0: no limit); the local server then
+	// runs as its own process, unlimited.
+	EdgeCPU float64 `toml:"edge_cpu"`
+	// FreshProfiles profiles both sides again instead of using cached
+	// profiles.
+	FreshProfiles bool `toml:"fresh_profiles"`
 	// Strategies lists what is measured in each cell besides the cuts
 	// (default: edge-only, server-raw, server-jpeg, planned, oracle, and
 	// adaptive when there are traces).
@@ -356,6 +370,11 @@ func (s *Spec) check() error {
 	}
 	if s.ProfileRepeats < 0 {
 		return s.errAt(top("profile_repeats"), "profile_repeats must be >= 0")
+	}
+	if s.EdgeCPU != 0 {
+		if err := (cpulimit.Limit{Cores: s.EdgeCPU}).Validate(); err != nil {
+			return s.errAt(top("edge_cpu"), "edge_cpu: %v", err)
+		}
 	}
 	if len(s.Links) == 0 {
 		return s.errAt(top("links"), "links is required: presets (%s) or specs like up=10mbit,down=50mbit,rtt=20ms", presetNames())
