@@ -77,7 +77,8 @@ func Connect(ctx context.Context, spec ServerSpec) (*Server, error) {
 	if name == "" || name == "local" {
 		return startLocal(ctx, spec)
 	}
-	var note string // why a bare name is taken as a host
+	var note string // why a bare name (no port) is taken as a host
+	bare := !strings.Contains(name, ":")
 	if spec.Devices != "" {
 		devs, err := LoadDevices(spec.Devices)
 		switch {
@@ -85,11 +86,13 @@ func Connect(ctx context.Context, spec ServerSpec) (*Server, error) {
 			if s, ok := devs.Servers[name]; ok {
 				return deviceServer(name, s, spec)
 			}
-			if _, lerr := devs.Lookup(name); lerr != nil {
+			if _, lerr := devs.Lookup(name); lerr != nil && bare {
 				note = fmt.Sprintf("%s: %v", spec.Devices, lerr)
 			}
 		case errors.Is(err, fs.ErrNotExist):
-			note = fmt.Sprintf("no devices file %s to find it in (see config/devices.toml)", spec.Devices)
+			if bare {
+				note = fmt.Sprintf("no devices file %s to find it in (see config/devices.toml)", spec.Devices)
+			}
 		default:
 			return nil, fmt.Errorf("server %q: %w", name, err)
 		}
