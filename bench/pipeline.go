@@ -43,11 +43,11 @@ func (b *bencher) pipeline(ctx context.Context) error {
 
 // execute runs plan over n synthetic inputs on its own connection.
 func execute(ctx context.Context, tb *testbed, p *tr.Planned, opts tr.ExecOptions, n int) (*tr.Outcome, error) {
-	c, err := tb.lb.Dial(ctx)
+	c, err := tb.srv.Dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	opts.Planned, opts.Client, opts.Dial = p, c, tb.lb.Dial
+	opts.Planned, opts.Client, opts.Dial = p, c, tb.srv.Dial
 	opts.Dataset = zoo.Synthetic(n, 640, 480, 3)
 	opts.Link = func() planner.Link { return planner.Link(tb.state.Get()) }
 	out, err := tr.Execute(ctx, opts)
@@ -303,7 +303,7 @@ func (b *bencher) adaptSetup(ctx context.Context, tb *testbed, m model, n int) (
 	tb.state.Set(transport.Link{})
 	unlimited := planner.Link{Up: 1e9, Down: 1e9, RTT: time.Millisecond}
 	p, err := tr.Plan(ctx, tb.c, tr.PlanOptions{Model: m.name, ImgSize: m.size, EdgeThreads: 1, EdgeSlowdown: adaptSlowdown,
-		Repeats: b.repeats, Link: &unlimited, Preload: tb.lb.Preload, ProfileDir: b.profiles})
+		Repeats: b.repeats, Link: &unlimited, Preload: tb.srv.Preload, ProfileDir: b.profiles})
 	if err != nil {
 		return nil, fmt.Errorf("plan with the edge %dx slower: %w", adaptSlowdown, err)
 	}

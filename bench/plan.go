@@ -70,27 +70,27 @@ var oneThread = engine.Options{Threads: 1}
 // testbed is a loopback server with an emulated link and a connection.
 type testbed struct {
 	state *transport.LinkState
-	lb    *transport.Loopback
+	srv   *tr.Server
 	c     *transport.Client
 }
 
 func (b *bencher) newTestbed(ctx context.Context) (*testbed, error) {
 	state := transport.NewLinkState(transport.Link{})
-	lb, err := transport.StartLoopback(ctx, transport.LoopbackOptions{Link: state, Tail: transport.TailOptions{Engine: oneThread, ProfileDir: b.profiles}})
+	srv, err := tr.Connect(ctx, tr.ServerSpec{Link: state, Local: tr.LocalServer{Threads: oneThread.Threads, ProfileDir: b.profiles}})
 	if err != nil {
 		return nil, err
 	}
-	c, err := lb.Dial(ctx)
+	c, err := srv.Dial(ctx)
 	if err != nil {
-		lb.Close()
+		srv.Close()
 		return nil, err
 	}
-	return &testbed{state: state, lb: lb, c: c}, nil
+	return &testbed{state: state, srv: srv, c: c}, nil
 }
 
 func (tb *testbed) close() {
 	tb.c.Close()
-	tb.lb.Close()
+	tb.srv.Close()
 }
 
 // plan profiles a model on both sides (no probe: the link is emulated).
@@ -98,7 +98,7 @@ func (b *bencher) plan(ctx context.Context, tb *testbed, m model) (*tr.Planned, 
 	tb.state.Set(transport.Link{})
 	unlimited := planner.Link{Up: 1e9, Down: 1e9, RTT: time.Millisecond}
 	return tr.Plan(ctx, tb.c, tr.PlanOptions{Model: m.name, ImgSize: m.size, EdgeThreads: 1, Repeats: b.repeats,
-		Link: &unlimited, Preload: tb.lb.Preload, ProfileDir: b.profiles})
+		Link: &unlimited, Preload: tb.srv.Preload, ProfileDir: b.profiles})
 }
 
 // planning measures, per model and link, the planner's choice against the

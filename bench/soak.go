@@ -113,12 +113,12 @@ func Soak(ctx context.Context, opts SoakOptions) (*SoakResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := tb.lb.Dial(ctx)
+			c, err := tb.srv.Dial(ctx)
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			out, err := tr.Execute(runCtx, tr.ExecOptions{Planned: p, Plan: pl, InFlight: 1, Client: c, Dial: tb.lb.Dial,
+			out, err := tr.Execute(runCtx, tr.ExecOptions{Planned: p, Plan: pl, InFlight: 1, Client: c, Dial: tb.srv.Dial,
 				Dataset: syntheticLoop(i), Link: func() planner.Link { return planner.Link(tb.state.Get()) }, Grace: time.Minute})
 			if err != nil {
 				errs[i] = fmt.Errorf("client %d: %w", i, err)

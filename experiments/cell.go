@@ -278,7 +278,7 @@ func (s *sweep) measure(ctx context.Context, q *runtime.Planned, pl planner.Plan
 	}
 	s.logf("%s: %s: %s", s.cell, pl.Candidate.Name(), why)
 	s.c.Close()
-	if s.c, err = s.lb.Dial(ctx); err != nil {
+	if s.c, err = s.srv.Dial(ctx); err != nil {
 		return m, "", fmt.Errorf("reconnect after %s: %w", pl.Candidate.Name(), err)
 	}
 	return m, oneLine(why), nil

@@ -193,7 +193,7 @@ type sweep struct {
 	w    *Writer
 	// created is set when this run created the CSV.
 	created bool
-	lb      *transport.Loopback
+	srv     *runtime.Server // the embedded server
 	c       *transport.Client
 	state   *transport.LinkState
 
@@ -288,13 +288,13 @@ func (s *sweep) write(r Row) error {
 
 func (s *sweep) run(ctx context.Context) error {
 	s.state = transport.NewLinkState(transport.Link{})
-	lb, err := transport.StartLoopback(ctx, transport.LoopbackOptions{Link: s.state})
+	srv, err := runtime.Connect(ctx, runtime.ServerSpec{Link: s.state})
 	if err != nil {
 		return err
 	}
-	s.lb = lb
-	defer lb.Close()
-	if s.c, err = lb.Dial(ctx); err != nil {
+	s.srv = srv
+	defer srv.Close()
+	if s.c, err = srv.Dial(ctx); err != nil {
 		return err
 	}
 	defer func() { s.c.Close() }()
@@ -337,7 +337,7 @@ func (s *sweep) model(ctx context.Context, m ModelSpec) error {
 	first := sp.Links[0].Planner()
 	p, err := runtime.Plan(ctx, s.c, runtime.PlanOptions{Model: m.path, ImgSize: m.ImgSize, EdgeThreads: sp.EdgeThreads,
 		Repeats: sp.ProfileRepeats, Objective: sp.objective, AllowLossy: sp.AllowLossy, Codecs: planCodecs(sp),
-		Link: &first, Preload: s.lb.Preload})
+		Link: &first, Preload: s.srv.Preload})
 	if err != nil {
 		return fmt.Errorf("model %s: %w", m.Name, err)
 	}

@@ -35,7 +35,7 @@ func (s *sweep) runTrace(ctx context.Context, p *runtime.Planned, m ModelSpec, i
 	first := t.Trace.At(0)
 	q := priced(p, c, s.spec.AllowLossy, planner.Link(first))
 	s.state.Set(first)
-	client, err := s.lb.Dial(ctx)
+	client, err := s.srv.Dial(ctx)
 	if err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func (s *sweep) runTrace(ctx context.Context, p *runtime.Planned, m ModelSpec, i
 	t0 := time.Now()
 	out, err := runtime.Execute(ctx, runtime.ExecOptions{
 		Planned: q, Adaptive: true, InFlight: t.InFlight, Dataset: ds,
-		Client: client, Dial: s.lb.Dial,
+		Client: client, Dial: s.srv.Dial,
 		Link:     func() planner.Link { return planner.Link(s.state.Get()) },
 		Progress: func(runtime.Record) { s.tick() },
 	})

@@ -2,7 +2,8 @@
 // head, encode, send) with requests in flight, the server's tail and
 // post-processing, cut switching driven by the planner's re-planner,
 // fallback to edge-only when the server is lost, and one record per
-// request.
+// request. The server side is TailHandler, the transport.Handler that tracr
+// serve runs; Connect is the one way every command reaches its server.
 package runtime
 
 import (

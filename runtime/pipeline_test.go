@@ -168,19 +168,21 @@ func (d hookDataset) Sample(i int) (zoo.Sample, error) {
 	return d.Dataset.Sample(i)
 }
 
-func startLoopback(t *testing.T, link *transport.LinkState) *transport.Loopback {
+// startLoopback starts an embedded server (Connect's) with an emulated
+// link, or none, until the test ends.
+func startLoopback(t *testing.T, link *transport.LinkState) *Server {
 	t.Helper()
-	return startLoopbackWith(t, transport.LoopbackOptions{Link: link})
+	return startLoopbackWith(t, ServerSpec{Link: link})
 }
 
-func startLoopbackWith(t *testing.T, opts transport.LoopbackOptions) *transport.Loopback {
+func startLoopbackWith(t *testing.T, spec ServerSpec) *Server {
 	t.Helper()
-	lb, err := transport.StartLoopback(context.Background(), opts)
+	srv, err := Connect(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { lb.Close() })
-	return lb
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }
 
 // sameResult reports whether two results agree: the same classes or boxes
@@ -356,7 +358,7 @@ func TestExecuteServerLost(t *testing.T) {
 	last := nodeCount(t, "yolov8n", 160)
 	p := handPlanned(t, "yolov8n", 160, engine.Options{Threads: 1}, planner.Link{Up: 1e9, Down: 1e9}, 22, last)
 	first := startLoopback(t, nil)
-	var current atomic.Pointer[transport.Loopback]
+	var current atomic.Pointer[Server]
 	current.Store(first)
 	dial := func(ctx context.Context) (*transport.Client, error) { return current.Load().Dial(ctx) }
 	reconnected := make(chan struct{})
@@ -461,8 +463,7 @@ func TestExecuteAdaptiveStep(t *testing.T) {
 		t.Fatalf("planned %s first, want server-only (profile %+v)", p.Ranked[0].Candidate.Name(), p.Problem.Candidates)
 	}
 	state := transport.NewLinkState(transport.Link{})
-	lb := startLoopbackWith(t, transport.LoopbackOptions{Link: state, Session: transport.SessionOptions{Concurrency: 1},
-		Tail: transport.TailOptions{Engine: server}})
+	lb := startLoopbackWith(t, ServerSpec{Link: state, Local: LocalServer{Threads: server.Threads, Concurrency: 1}})
 	const n, stepAt = 60, 25
 	var stepTime atomic.Int64
 	ds := hookDataset{zoo.Synthetic(n, 200, 150, 9), func(i int) {

@@ -57,7 +57,7 @@ type PlanOptions struct {
 	// planning against a link that is not there).
 	Link *planner.Link
 	// Preload, when set, hands the model to an in-process server directly
-	// (transport.Loopback.Preload), as a deployed server would already
+	// (Server.Preload), as a deployed server would already
 	// hold it; otherwise the model is uploaded over the link once.
 	Preload func(model []byte) error
 }
@@ -154,7 +154,7 @@ func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned,
 	if c == nil {
 		return nil, fmt.Errorf("plan: no server connection (use --server local for the embedded loopback server)")
 	}
-	if p.ServerProfile, err = c.Profile(ctx, p.ModelBytes, transport.ProfileRequest{Repeats: opts.Repeats, Cuts: cutIDs(p.EdgeProfile), Fresh: opts.FreshProfiles}); err != nil {
+	if p.ServerProfile, err = ServerProfile(ctx, c, p.ModelBytes, transport.ProfileRequest{Repeats: opts.Repeats, Cuts: cutIDs(p.EdgeProfile), Fresh: opts.FreshProfiles}); err != nil {
 		return nil, err
 	}
 	if opts.Link != nil {

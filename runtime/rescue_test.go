@@ -34,8 +34,7 @@ func TestExecuteRescue(t *testing.T) {
 		t.Fatalf("planned %s first, want server-only", p.Ranked[0].Candidate.Name())
 	}
 	state := transport.NewLinkState(transport.Link{})
-	lb := startLoopbackWith(t, transport.LoopbackOptions{Link: state, Session: transport.SessionOptions{Concurrency: 1},
-		Tail: transport.TailOptions{Engine: server}})
+	lb := startLoopbackWith(t, ServerSpec{Link: state, Local: LocalServer{Threads: server.Threads, Concurrency: 1}})
 	const n, stepAt = 20, 12 // the reader is in_flight inputs ahead
 	data := zoo.Synthetic(n, 200, 150, 5)
 	var stepped atomic.Bool

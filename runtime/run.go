@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,16 +102,18 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 	case st.trace != nil:
 		state = transport.NewLinkState(st.trace.At(0))
 	}
-	srv, err := st.connector(ctx, state)
+	// An embedded server outlives ctx (Ctrl-C) until closed, so that the
+	// requests in flight when the run is interrupted still finish on it.
+	srv, err := Connect(context.WithoutCancel(ctx), st.serverSpec(state))
 	if err != nil {
 		return nil, err
 	}
-	defer srv.close()
-	client, err := srv.dial(ctx)
+	defer srv.Close()
+	client, err := srv.Dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "server %s\n", srv.name)
+	fmt.Fprintf(out, "server %s\n", srv.Name())
 	if state != nil {
 		fmt.Fprintf(out, "link   emulated %s\n", st.linkText())
 	}
@@ -166,7 +166,7 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 	}
 	started := time.Now()
 	exec := ExecOptions{Planned: p, Plan: plan, Adaptive: st.adaptive, Dataset: ds, Limit: cfg.Dataset.Limit, InFlight: cfg.Run.InFlight,
-		EdgeSlowdown: st.slowdown, NoRescue: cfg.Run.Rescue != nil && !*cfg.Run.Rescue, Client: client, Dial: srv.dial, Records: rw, Overlays: overlays, Log: out,
+		EdgeSlowdown: st.slowdown, NoRescue: cfg.Run.Rescue != nil && !*cfg.Run.Rescue, Client: client, Dial: srv.Dial, Records: rw, Overlays: overlays, Log: out,
 		Link: st.recordLink(state, p.Link)}
 	if st.trace != nil {
 		// The trace's clock starts with the first request, not with the
@@ -187,7 +187,7 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 		return nil, err
 	}
 	res.Summary = Summarize(res.Outcome.Records, res.Outcome.Wall)
-	if serr := WriteJSON(res.Sidecar, newSidecar(ctx, st, srv.name, res, started)); err == nil {
+	if serr := WriteJSON(res.Sidecar, newSidecar(ctx, st, srv.Name(), res, started)); err == nil {
 		err = serr
 	}
 	fmt.Fprintln(out)
@@ -364,85 +364,18 @@ func applyPost(p *Planned, c PostConfig) {
 	}
 }
 
-// connector says how to reach the server.
-type connector struct {
-	name     string
-	dial     func(ctx context.Context) (*transport.Client, error)
-	loopback *transport.Loopback
-}
-
-func (c *connector) close() {
-	if c.loopback != nil {
-		c.loopback.Close()
-	}
-}
-
-// connector resolves the run's server: the embedded loopback server, a
-// server of the devices file (its addresses tried in order), or an
-// address reached with the default key folder.
-func (st *settings) connector(ctx context.Context, link *transport.LinkState) (*connector, error) {
-	name := st.server
-	if name == "" || name == "local" {
-		// One request at a time: the server shares this machine's cores
-		// with the edge, and ONNX Runtime already spreads one tail over
-		// them; requests in flight wait in its queue instead.
-		// It outlives ctx (Ctrl-C) until closed, so that the requests in
-		// flight when the run is interrupted still finish on it.
-		lb, err := transport.StartLoopback(context.WithoutCancel(ctx), transport.LoopbackOptions{Link: link, Session: transport.SessionOptions{Concurrency: 1}})
-		if err != nil {
-			return nil, err
-		}
-		return &connector{name: "local (" + lb.Addr + ", in this process)", dial: lb.Dial, loopback: lb}, nil
-	}
+// serverSpec says how the run reaches its server: the configuration's
+// server, found in its devices file (the devices key, or devices.toml
+// beside the configuration). An embedded server runs one request at a
+// time: it shares this machine's cores with the edge, and ONNX Runtime
+// already spreads one tail over them; requests in flight wait in its queue
+// instead.
+func (st *settings) serverSpec(link *transport.LinkState) ServerSpec {
 	devPath := st.cfg.Resolve(st.cfg.Devices)
 	if st.cfg.Devices == "" {
 		devPath = st.cfg.Resolve("devices.toml")
 	}
-	var server DeviceServer
-	devs, derr := LoadDevices(devPath)
-	switch {
-	case derr == nil:
-		s, err := devs.Lookup(name)
-		if err == nil {
-			server = s
-			break
-		}
-		if !strings.Contains(name, ":") {
-			return nil, fmt.Errorf("%s: %w", devPath, err)
-		}
-		fallthrough
-	case strings.Contains(name, ":"):
-		if _, _, err := net.SplitHostPort(name); err != nil {
-			return nil, fmt.Errorf("server %q: %w", name, err)
-		}
-		keys := transport.KeyPaths(transport.DefaultKeyDir)
-		server = DeviceServer{Addresses: []string{name}, Identity: keys.EdgeKey, KnownHosts: keys.KnownHosts}
-	case errors.Is(derr, fs.ErrNotExist):
-		return nil, fmt.Errorf("server %q: no devices file %s to find it in (see config/devices.toml; or --server local for the embedded server)", name, devPath)
-	default:
-		return nil, fmt.Errorf("server %q: %w", name, derr)
-	}
-	signer, err := transport.LoadSigner(server.Identity)
-	if err != nil {
-		return nil, err
-	}
-	kh, err := transport.LoadKnownHosts(server.KnownHosts)
-	if err != nil {
-		return nil, err
-	}
-	cc := transport.ClientConfig{User: server.User, Signer: signer, KeyFile: server.Identity, KnownHosts: kh, Link: link}
-	dial := func(ctx context.Context) (*transport.Client, error) {
-		var errs []error
-		for _, addr := range server.Addresses {
-			c, err := transport.Dial(ctx, addr, cc)
-			if err == nil {
-				return c, nil
-			}
-			errs = append(errs, err)
-		}
-		return nil, fmt.Errorf("server %s: %w", name, errors.Join(errs...))
-	}
-	return &connector{name: name + " (" + strings.Join(server.Addresses, ", ") + ")", dial: dial}, nil
+	return ServerSpec{Name: st.server, Devices: devPath, Link: link, Local: LocalServer{Concurrency: 1}}
 }
 
 func mbitText(bps float64) string { return mbit(bps) + " Mbit/s" }

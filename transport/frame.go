@@ -2,7 +2,9 @@
 // the server: the framed binary wire protocol, the tensor codecs (raw, fp16,
 // int8, each optionally zstd or lz4 compressed, and JPEG for image inputs),
 // the SSH client and server that speak the protocol, and an emulated link
-// (bandwidth, delay, traces) that wraps a net.Conn.
+// (bandwidth, delay, traces) that wraps a net.Conn. It carries frames to a
+// Handler and knows nothing of models, plans or ONNX Runtime: the server's
+// tail executor is runtime.TailHandler.
 //
 // # Frames
 //

@@ -12,15 +12,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
-	"tracr/internal/orttest"
 
 	"golang.org/x/crypto/ssh"
-	"google.golang.org/protobuf/proto"
 
 	"tracr/engine"
 	"tracr/graph"
-	"tracr/graph/onnxpb"
+	"tracr/internal/orttest"
 	"tracr/tensor"
 )
 
@@ -47,60 +44,13 @@ func uploadChain(t *testing.T, c *Client) (*graph.Model, [32]byte) {
 	return m, hash
 }
 
-// chainModelBytes builds a small float32 chain, x[1,16] -> MatMul -> Relu
-// -> MatMul -> Tanh -> Add -> y[1,16], whose every prefix is a cut.
-func chainModelBytes(t testing.TB) []byte {
-	t.Helper()
-	vi := func(name string) *onnxpb.ValueInfoProto {
-		sp := &onnxpb.TensorShapeProto{}
-		for _, d := range []int64{1, 16} {
-			sp.Dim = append(sp.Dim, &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: d}})
-		}
-		return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
-			TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(tensor.Float32)), Shape: sp}}}}
-	}
-	weight := func(name string, dims ...int64) *onnxpb.TensorProto {
-		n := tensor.Shape(dims).NumElements()
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32((i*7+len(name)*3)%13-6) / 9
-		}
-		return &onnxpb.TensorProto{Name: proto.String(name), Dims: dims, DataType: proto.Int32(int32(tensor.Float32)),
-			RawData: tensor.FromFloat32(name, dims, v).Data}
-	}
-	node := func(op string, in []string, out string) *onnxpb.NodeProto {
-		return &onnxpb.NodeProto{Name: proto.String(out + "_node"), OpType: proto.String(op), Input: in, Output: []string{out}}
-	}
-	g := &onnxpb.GraphProto{
-		Name:        proto.String("chain"),
-		Input:       []*onnxpb.ValueInfoProto{vi("x")},
-		Output:      []*onnxpb.ValueInfoProto{vi("y")},
-		Initializer: []*onnxpb.TensorProto{weight("w1", 16, 16), weight("w2", 16, 16), weight("b", 1, 16)},
-		Node: []*onnxpb.NodeProto{
-			node("MatMul", []string{"x", "w1"}, "h1"),
-			node("Relu", []string{"h1"}, "h2"),
-			node("MatMul", []string{"h2", "w2"}, "h3"),
-			node("Tanh", []string{"h3"}, "h4"),
-			node("Add", []string{"h4", "b"}, "y"),
-		},
-	}
-	m := &onnxpb.ModelProto{
-		IrVersion:   proto.Int64(8),
-		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}},
-		Graph:       g,
-	}
-	b, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+// chainModelBytes is the small chain model every test here uploads.
+func chainModelBytes(t testing.TB) []byte { return orttest.ChainModel(t) }
 
 // keyedServer is a Server on 127.0.0.1 with keys on disk made by InitKeys.
 type keyedServer struct {
-	addr    string
-	keys    KeyFiles
-	handler *TailHandler
+	addr string
+	keys KeyFiles
 }
 
 // startKeyedServer runs a server with fresh keys in a temporary folder,
@@ -125,10 +75,6 @@ func startKeyedServer(t *testing.T, h Handler, session SessionOptions) keyedServ
 		t.Fatal(err)
 	}
 	ks := keyedServer{addr: addr, keys: keys}
-	if h == nil {
-		ks.handler = NewTailHandler(TailOptions{Engine: engine.Options{Threads: 1}})
-		h = ks.handler
-	}
 	srv, err := NewServer(ServerOptions{HostKey: hostKey, AuthorizedKeys: authorized, Handler: h, Session: session})
 	if err != nil {
 		t.Fatal(err)
@@ -140,9 +86,6 @@ func startKeyedServer(t *testing.T, h Handler, session SessionOptions) keyedServ
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
-		}
-		if ks.handler != nil {
-			ks.handler.Close()
 		}
 	})
 	return ks
@@ -234,8 +177,10 @@ func TestBadFramesEndOnlyTheirSession(t *testing.T) {
 		{"other version", func() []byte { h := rawHeader(MsgPing, 1, 0); h[2] = 9; return h }(), "unsupported protocol version"},
 		{"reserved bytes", func() []byte { h := rawHeader(MsgPing, 1, 0); h[6] = 1; return h }(), "malformed frame header"},
 		// A length within the limit whose bytes never come: the server
-		// must not allocate it up front. The channel closes from our side.
-		{"lying length", append(rawHeader(MsgBulkUp, 1, 60<<20), "only these bytes"...), ""},
+		// must not allocate it up front. We end our side of the channel
+		// after the bytes, so the server reads all that came and refuses
+		// the frame as truncated: the reply shows it got that far.
+		{"lying length", append(rawHeader(MsgBulkUp, 1, 60<<20), "only these bytes"...), "unexpected EOF"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,23 +190,22 @@ func TestBadFramesEndOnlyTheirSession(t *testing.T) {
 			if _, err := ch.Write(tt.write); err != nil {
 				t.Fatal(err)
 			}
-			if tt.wantErr == "" {
-				time.Sleep(100 * time.Millisecond) // let the server read what came
-				runtime.ReadMemStats(&after)
-				ch.Close()
-			} else {
-				f, err := ReadFrame(ch, DefaultLimits())
-				if err != nil {
-					t.Fatalf("reading the server's reply: %v", err)
-				}
-				if f.Type != MsgError || f.ID != 0 || !strings.Contains(string(f.Payload), tt.wantErr) {
-					t.Fatalf("got %s id %d %q; want error id 0 containing %q", f.Type, f.ID, f.Payload, tt.wantErr)
-				}
-				if _, err := ReadFrame(ch, DefaultLimits()); err != io.EOF {
-					t.Fatalf("after the error the channel gave %v, want EOF", err)
-				}
-				runtime.ReadMemStats(&after)
+			// Every case but the lying length ends at the header; for that
+			// one the end of our side is what ends the frame.
+			if err := ch.CloseWrite(); err != nil {
+				t.Fatal(err)
 			}
+			f, err := ReadFrame(ch, DefaultLimits())
+			if err != nil {
+				t.Fatalf("reading the server's reply: %v", err)
+			}
+			if f.Type != MsgError || f.ID != 0 || !strings.Contains(string(f.Payload), tt.wantErr) {
+				t.Fatalf("got %s id %d %q; want error id 0 containing %q", f.Type, f.ID, f.Payload, tt.wantErr)
+			}
+			if _, err := ReadFrame(ch, DefaultLimits()); err != io.EOF {
+				t.Fatalf("after the error the channel gave %v, want EOF", err)
+			}
+			runtime.ReadMemStats(&after)
 			// The whole process allocates: pings, SSH buffers. 8 MiB is far
 			// below any of the lengths claimed.
 			if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
@@ -272,57 +216,6 @@ func TestBadFramesEndOnlyTheirSession(t *testing.T) {
 	close(stop)
 	if err := <-pingErr; err != nil {
 		t.Fatalf("the well-behaved client failed: %v", err)
-	}
-}
-
-// TestRequestErrors checks that a failed request comes back as a
-// RemoteError for that request only, and the session carries on.
-func TestRequestErrors(t *testing.T) {
-	needORT(t)
-	ks := startKeyedServer(t, nil, SessionOptions{})
-	c := dialKeyed(t, ks)
-	ctx := context.Background()
-	model := chainModelBytes(t)
-	hash, err := c.EnsureModel(ctx, model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x, _ := tensor.Random("x", tensor.Float32, tensor.Shape{1, 16}, 1)
-	wx, _ := EncodeTensor(x, CodecSpec{})
-	tests := []struct {
-		name        string
-		req         InferRequest
-		wantErr     string
-		wantMissing bool
-	}{
-		{"unknown model", InferRequest{ModelHash: [32]byte{1, 2, 3}, Cut: 0, Tensors: []WireTensor{wx}}, "model not held by the server", true},
-		{"cut past the end", InferRequest{ModelHash: hash, Cut: 6, Tensors: []WireTensor{wx}}, "cut 6 does not exist: valid cuts are 0..5", false},
-		{"negative cut", InferRequest{ModelHash: hash, Cut: -1, Tensors: []WireTensor{wx}}, "cut -1 does not exist", false},
-		{"wrong input", InferRequest{ModelHash: hash, Cut: 2, Tensors: []WireTensor{wx}}, `unknown input "x"; the model's inputs are h2`, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := c.Infer(ctx, tt.req)
-			var re *RemoteError
-			if !errors.As(err, &re) || re.Request != MsgInfer || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Infer: %v; want a RemoteError for infer containing %q", err, tt.wantErr)
-			}
-			if errors.Is(err, ErrModelMissing) != tt.wantMissing {
-				t.Errorf("errors.Is(err, ErrModelMissing) = %v, want %v", !tt.wantMissing, tt.wantMissing)
-			}
-			if _, err := c.Ping(ctx); err != nil {
-				t.Fatalf("session broken after the error: %v", err)
-			}
-		})
-	}
-	if _, err := c.Do(ctx, Frame{Type: MsgProfileReq}); err == nil || !strings.Contains(err.Error(), "profile request: unexpected end of JSON input") {
-		t.Errorf("empty profile request: %v; want refused", err)
-	}
-	if _, err := c.Do(ctx, Frame{Type: MsgProfileReq, Payload: []byte(`{"model_hash":"0102"}`)}); err == nil || !strings.Contains(err.Error(), "is not a hex SHA-256") {
-		t.Errorf("bad hash: %v", err)
-	}
-	if _, err := c.Do(ctx, Frame{Type: MsgPong}); err == nil || !strings.Contains(err.Error(), "does not handle pong") {
-		t.Errorf("pong request: %v; want refused", err)
 	}
 }
 
@@ -362,78 +255,6 @@ func TestServerRefusesOtherRequests(t *testing.T) {
 	}
 	if _, _, err := conn.OpenChannel("direct-tcpip", nil); err == nil {
 		t.Error("port forwarding channel accepted")
-	}
-}
-
-// TestModelCache checks content addressing: a model is uploaded once, the
-// byte bound evicts the least recently used, and Infer re-sends an evicted
-// model by itself.
-func TestModelCache(t *testing.T) {
-	needORT(t)
-	model := chainModelBytes(t)
-	h := NewTailHandler(TailOptions{MaxModelBytes: int64(len(model)) + 100, Engine: engine.Options{Threads: 1}})
-	defer h.Close()
-	ks := startKeyedServer(t, h, SessionOptions{})
-	c := dialKeyed(t, ks)
-	ctx := context.Background()
-
-	hash, err := c.EnsureModel(ctx, model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if have, err := c.HasModel(ctx, hash); !have || err != nil {
-		t.Fatalf("HasModel after EnsureModel = %v, %v", have, err)
-	}
-	// Another model evicts the first: the cache holds one. (The server
-	// parses a model only when a tail is asked of it.)
-	if err := c.PutModel(ctx, bytes.Repeat([]byte{7}, len(model))); err != nil {
-		t.Fatal(err)
-	}
-	if have, _ := c.HasModel(ctx, hash); have {
-		t.Fatal("the first model survived a cache that holds one model")
-	}
-	// Cut 5 (edge-only) never opened a session, so the model is needed.
-	x, _ := tensor.Random("y", tensor.Float32, tensor.Shape{1, 16}, 1)
-	wx, _ := EncodeTensor(x, CodecSpec{})
-	res, err := c.Infer(ctx, InferRequest{ModelHash: hash, Cut: 5, Tensors: []WireTensor{wx}})
-	if err != nil {
-		t.Fatalf("Infer after eviction: %v", err)
-	}
-	if len(res.Tensors) != 1 || !bytes.Equal(res.Tensors[0].Data, x.Data) {
-		t.Fatalf("edge-only cut should pass y through; got %+v", res.Tensors)
-	}
-	if have, _ := c.HasModel(ctx, hash); !have {
-		t.Fatal("Infer did not re-send the evicted model")
-	}
-	big := make([]byte, len(model)+101)
-	if err := c.PutModel(ctx, big); err == nil || !strings.Contains(err.Error(), "exceeds the server's model cache") {
-		t.Fatalf("PutModel of a model over the bound: %v", err)
-	}
-}
-
-// TestSessionLimit checks that the session cache stays within its bound
-// while requests switch between more cuts than it holds.
-func TestSessionLimit(t *testing.T) {
-	needORT(t)
-	h := NewTailHandler(TailOptions{MaxSessions: 2, Engine: engine.Options{Threads: 1}})
-	defer h.Close()
-	ks := startKeyedServer(t, h, SessionOptions{})
-	c := dialKeyed(t, ks)
-	m, hash := uploadChain(t, c)
-	for round := range 3 {
-		for cut := 0; cut <= len(m.Nodes()); cut++ {
-			x, _ := tensor.Random("x", tensor.Float32, tensor.Shape{1, 16}, uint64(round*10+cut))
-			want, got := runBothWays(t, c, m, hash, cut, x)
-			if same, diff, err := engine.Difference(want, got); err != nil || !same {
-				t.Fatalf("round %d cut %d: differs from the local run by %g (%v)", round, cut, diff, err)
-			}
-			h.sessions.mu.Lock()
-			n := h.sessions.lru.Len()
-			h.sessions.mu.Unlock()
-			if n > 2 {
-				t.Fatalf("%d sessions cached, bound 2", n)
-			}
-		}
 	}
 }
 
@@ -506,11 +327,11 @@ func inferRemote(t testing.TB, c *Client, hash [32]byte, cut int, mid []tensor.T
 // pipelining requests, to show sessions are independent.
 func TestManyClients(t *testing.T) {
 	ks := startKeyedServer(t, HandlerFunc(func(ctx context.Context, f Frame) (Frame, error) {
-		if f.Type != MsgBulkUp {
+		if f.Type != MsgInfer {
 			return Frame{}, fmt.Errorf("unexpected %s", f.Type)
 		}
-		// Echo the upload's first byte back, so replies are per client.
-		return Frame{Type: MsgBulkAck, Payload: f.Payload[:1]}, nil
+		// Echo the request's first byte back, so replies are per client.
+		return Frame{Type: MsgInferResult, Payload: f.Payload[:1]}, nil
 	}), SessionOptions{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 8*20)
@@ -521,8 +342,8 @@ func TestManyClients(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				tag := byte(client*20 + i)
-				r, err := c.Do(context.Background(), Frame{Type: MsgBulkUp, Payload: bytes.Repeat([]byte{tag}, 1000)})
-				if err == nil && (r.Type != MsgBulkAck || len(r.Payload) != 1 || r.Payload[0] != tag) {
+				r, err := c.Do(context.Background(), Frame{Type: MsgInfer, Payload: bytes.Repeat([]byte{tag}, 1000)})
+				if err == nil && (r.Type != MsgInferResult || len(r.Payload) != 1 || r.Payload[0] != tag) {
 					err = fmt.Errorf("client %d request %d: got %s %x", client, i, r.Type, r.Payload)
 				}
 				if err != nil {
@@ -538,24 +359,26 @@ func TestManyClients(t *testing.T) {
 	}
 }
 
-// TestProfileUsesTailThreads: a profile request that names no thread count
-// is measured with the threads the server runs its tails with, so the
-// planner prices the tails the server will actually run; one that names a
-// count gets it.
-func TestProfileUsesTailThreads(t *testing.T) {
-	needORT(t)
-	h := NewTailHandler(TailOptions{Engine: engine.Options{Threads: 1}, ProfileDir: t.TempDir()})
-	defer h.Close()
-	ks := startKeyedServer(t, h, SessionOptions{})
+// TestBulkAnsweredByTheSession checks that netprobe's bulk transfers are
+// answered by the session itself, whatever the Handler (here one that
+// refuses everything), within SessionOptions.MaxBulk.
+func TestBulkAnsweredByTheSession(t *testing.T) {
+	ks := startKeyedServer(t, LinkOnly{}, SessionOptions{MaxBulk: 1 << 20})
 	c := dialKeyed(t, ks)
-	model := chainModelBytes(t)
-	for _, tt := range []struct{ ask, want int }{{0, 1}, {2, 2}} {
-		p, err := c.Profile(context.Background(), model, ProfileRequest{Threads: tt.ask, Repeats: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Threads != tt.want {
-			t.Errorf("asked for %d threads: profiled with %d, want %d", tt.ask, p.Threads, tt.want)
-		}
+	ctx := context.Background()
+	if err := c.Upload(ctx, make([]byte, 3<<20)); err != nil {
+		t.Errorf("Upload: %v", err)
+	}
+	if err := c.Download(ctx, 1<<20); err != nil {
+		t.Errorf("Download at the limit: %v", err)
+	}
+	if err := c.Download(ctx, 1<<20+1); err == nil || !strings.Contains(err.Error(), "bulk-down-req: 1048577 bytes asked, limit 1048576") {
+		t.Errorf("Download over the limit: %v; want refused", err)
+	}
+	if _, err := c.Do(ctx, Frame{Type: MsgBulkDownReq, Payload: []byte{1}}); err == nil || !strings.Contains(err.Error(), "payload of 1 bytes, want 8") {
+		t.Errorf("short bulk-down-req: %v; want refused", err)
+	}
+	if _, err := c.Do(ctx, Frame{Type: MsgInfer}); err == nil || !strings.Contains(err.Error(), "does not handle infer messages") {
+		t.Errorf("infer to a link-only server: %v; want refused", err)
 	}
 }

@@ -51,7 +51,7 @@ func planCommand() *cli.Command {
 			defer sc.Close()
 			p, err := runtime.Plan(c.Context, sc.Client, runtime.PlanOptions{
 				Model: c.String("model"), ImgSize: c.Int("img-size"), Task: runtime.ModelTask{Task: c.String("task")}, EdgeThreads: c.Int("threads"), EdgeSlowdown: c.Float64("edge-slowdown"),
-				Repeats: c.Int("repeats"), FreshProfiles: c.Bool("fresh"), Objective: obj, AllowLossy: c.Bool("lossy"), Preload: sc.Preload(),
+				Repeats: c.Int("repeats"), FreshProfiles: c.Bool("fresh"), Objective: obj, AllowLossy: c.Bool("lossy"), Preload: sc.srv.Preload,
 			})
 			if err != nil {
 				return err
@@ -65,7 +65,7 @@ func planCommand() *cli.Command {
 			if c.Bool("json") {
 				return writePlanJSON(c.App.Writer, p, checks)
 			}
-			writePlan(c.Context, c.App.Writer, sc.Name, sc.Link, p)
+			writePlan(c.Context, c.App.Writer, sc.Name(), sc.Link, p)
 			if checks != nil {
 				writeChecks(c.App.Writer, checks)
 			}

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"tracr/netprobe"
+	"tracr/runtime"
 	"tracr/transport"
 )
 
@@ -33,9 +33,9 @@ func probeCommand() *cli.Command {
 			defer conn.Close()
 			r, err := netprobe.Probe(c.Context, conn.Client, netprobe.Options{Pings: c.Int("pings"), Repeats: c.Int("repeats")})
 			if err != nil {
-				return fmt.Errorf("probe %s: %w", conn.Name, err)
+				return fmt.Errorf("probe %s: %w", conn.Name(), err)
 			}
-			rep := probeReport{Server: conn.Name, Link: conn.Link, Result: r}
+			rep := probeReport{Server: conn.Name(), Link: conn.Link, Result: r}
 			if c.Bool("json") {
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
@@ -51,7 +51,8 @@ func probeCommand() *cli.Command {
 // it, shared by the commands that talk to one.
 func serverFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "server", Usage: "server host:port (port 2222 if omitted); empty or \"local\" starts one in this process on loopback"},
+		&cli.StringFlag{Name: "server", Usage: "a server of the devices file, or host:port (port 2222 if omitted); empty or \"local\" starts one in this process on loopback"},
+		&cli.StringFlag{Name: "devices", Value: "config/devices.toml", Usage: "devices file naming the servers --server may name"},
 		&cli.StringFlag{Name: "keys", Value: transport.DefaultKeyDir, Usage: "key folder with the edge key and known_hosts (see tracr keys init)"},
 		&cli.StringFlag{Name: "user", Usage: "SSH user name (default: the current user)"},
 		&cli.StringFlag{Name: "link", Usage: "emulate a link on the connection, e.g. up=10mbit,down=50mbit,rtt=20ms"},
@@ -61,37 +62,23 @@ func serverFlags() []cli.Flag {
 // serverConn is a connection made from serverFlags.
 type serverConn struct {
 	*transport.Client
-	// Name says which server: its address, or "local" and the address of
-	// the one started in this process.
-	Name string
 	// Link is the emulated link, "" if none.
 	Link      string
 	LinkState *transport.LinkState
-	loopback  *transport.Loopback
+	srv       *runtime.Server
 }
 
-// Preload gives a model straight to a loopback server started by this
-// process; nil for a remote server, which gets it over the link once.
-func (s *serverConn) Preload() func([]byte) error {
-	if s.loopback == nil {
-		return nil
-	}
-	return s.loopback.Preload
-}
+// Name says which server: its address, its devices-file name and
+// addresses, or "local" and the address of the one started in this
+// process.
+func (s *serverConn) Name() string { return s.srv.Name() }
 
-// Close closes the connection and stops a loopback server.
+// Close closes the connection and releases the server.
 func (s *serverConn) Close() error {
-	err := s.Client.Close()
-	if s.loopback != nil {
-		if lerr := s.loopback.Close(); err == nil {
-			err = lerr
-		}
-	}
-	return err
+	return errors.Join(s.Client.Close(), s.srv.Close())
 }
 
-// connect connects to the server serverFlags name: a remote one with the
-// key folder's edge key and known_hosts, or one started in this process.
+// connect connects to the server serverFlags name (see runtime.Connect).
 func connect(ctx context.Context, c *cli.Context) (*serverConn, error) {
 	sc := &serverConn{}
 	if spec := c.String("link"); spec != "" {
@@ -101,35 +88,16 @@ func connect(ctx context.Context, c *cli.Context) (*serverConn, error) {
 		}
 		sc.Link, sc.LinkState = l.String(), transport.NewLinkState(l)
 	}
-	addr := c.String("server")
-	if addr == "" || addr == "local" {
-		lb, err := transport.StartLoopback(ctx, transport.LoopbackOptions{Link: sc.LinkState})
-		if err != nil {
-			return nil, err
-		}
-		if sc.Client, err = lb.Dial(ctx); err != nil {
-			lb.Close()
-			return nil, err
-		}
-		sc.loopback, sc.Name = lb, "local ("+lb.Addr+", in this process)"
-		return sc, nil
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(addr, transport.DefaultPort)
-	}
-	cfg, err := transport.LoadClientConfig(c.String("keys"))
+	srv, err := runtime.Connect(ctx, runtime.ServerSpec{Name: c.String("server"), Devices: c.String("devices"),
+		KeyDir: c.String("keys"), User: c.String("user"), Link: sc.LinkState})
 	if err != nil {
 		return nil, err
 	}
-	cfg.User, cfg.Link = c.String("user"), sc.LinkState
-	if sc.Client, err = transport.Dial(ctx, addr, cfg); err != nil {
-		var hk *transport.HostKeyError
-		if errors.As(err, &hk) {
-			return nil, err // it says how to fix the key
-		}
-		return nil, fmt.Errorf("%w (is tracr serve running there? --server local starts one in this process)", err)
+	if sc.Client, err = srv.Dial(ctx); err != nil {
+		srv.Close()
+		return nil, err
 	}
-	sc.Name = addr
+	sc.srv = srv
 	return sc, nil
 }
 

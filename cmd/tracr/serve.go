@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"tracr/engine"
+	"tracr/runtime"
 	"tracr/transport"
 )
 
@@ -43,7 +44,7 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			logger := log.New(c.App.ErrWriter, "tracr serve: ", log.LstdFlags)
-			tails := transport.NewTailHandler(transport.TailOptions{
+			tails := runtime.NewTailHandler(runtime.TailOptions{
 				Engine: engine.Options{Threads: c.Int("threads"), Provider: c.String("provider")},
 			})
 			defer tails.Close()

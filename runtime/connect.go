@@ -1,0 +1,216 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"strings"
+
+	"tracr/engine"
+	"tracr/transport"
+)
+
+// ServerSpec says which server to reach and how: everything a command
+// knows about its server before connecting. Every field but Name may be
+// left zero.
+type ServerSpec struct {
+	// Name is the server: "" or "local" for a server embedded in this
+	// process on loopback (real SSH, throw-away keys); a server of the
+	// devices file, its addresses tried in order; or host[:port] (port
+	// transport.DefaultPort when omitted) reached with KeyDir's edge key
+	// and known_hosts. A name the devices file defines is always that
+	// server.
+	Name string
+	// Devices is the devices file (config/devices.toml's format); "" means
+	// none, so that only addresses and "local" resolve.
+	Devices string
+	// KeyDir is the key folder used for an address (see tracr keys init);
+	// "" means transport.DefaultKeyDir. A server of the devices file names
+	// its own key files.
+	KeyDir string
+	// User is the SSH user for an address, and for a server of the devices
+	// file that names none; "" means the current user.
+	User string
+	// Link, when set, is emulated on every connection (the edge side).
+	Link *transport.LinkState
+	// Local configures the embedded server; it is ignored for any other.
+	Local LocalServer
+}
+
+// LocalServer configures the embedded server. Its fields are what `tracr
+// serve` takes as flags, so that the embedded server can run as a separate
+// process without its callers changing.
+type LocalServer struct {
+	// Threads is the ONNX Runtime intra-op threads per tail; 0 leaves ONNX
+	// Runtime's default (one per physical core).
+	Threads int
+	// Provider is the execution provider of the tails: "" or "cpu", or
+	// "cuda".
+	Provider string
+	// Concurrency is how many requests of one client run at once; 0 means
+	// transport's default (4), as for tracr serve.
+	Concurrency int
+	// ProfileDir is where the server caches its profiles; "" means the
+	// profiler's default cache.
+	ProfileDir string
+}
+
+// Server is a server resolved by Connect: a remote one, or one embedded in
+// this process. Close releases it.
+type Server struct {
+	name  string
+	dial  func(ctx context.Context) (*transport.Client, error)
+	tails *TailHandler        // the embedded server's handler; nil for a remote one
+	lb    *transport.Loopback // the embedded server; nil for a remote one
+}
+
+// localHint is appended to a failed connection to a remote server.
+const localHint = "is tracr serve running there? --server local starts one in this process"
+
+// Connect resolves spec to a server without connecting to it: it starts
+// the embedded server (which serves until Close or until ctx ends), or
+// reads the keys a remote server needs. Dial then connects.
+func Connect(ctx context.Context, spec ServerSpec) (*Server, error) {
+	name := spec.Name
+	if name == "" || name == "local" {
+		return startLocal(ctx, spec)
+	}
+	var note string // why a bare name (no port) is taken as a host
+	bare := !strings.Contains(name, ":")
+	if spec.Devices != "" {
+		devs, err := LoadDevices(spec.Devices)
+		switch {
+		case err == nil:
+			if s, ok := devs.Servers[name]; ok {
+				return deviceServer(name, s, spec)
+			}
+			if _, lerr := devs.Lookup(name); lerr != nil && bare {
+				note = fmt.Sprintf("%s: %v", spec.Devices, lerr)
+			}
+		case errors.Is(err, fs.ErrNotExist):
+			if bare {
+				note = fmt.Sprintf("no devices file %s to find it in (see config/devices.toml)", spec.Devices)
+			}
+		default:
+			return nil, fmt.Errorf("server %q: %w", name, err)
+		}
+	}
+	return addressServer(name, note, spec)
+}
+
+// startLocal starts the embedded server.
+func startLocal(ctx context.Context, spec ServerSpec) (*Server, error) {
+	l := spec.Local
+	tails := NewTailHandler(TailOptions{Engine: engine.Options{Threads: l.Threads, Provider: l.Provider}, ProfileDir: l.ProfileDir})
+	lb, err := transport.StartLoopback(ctx, transport.LoopbackOptions{Handler: tails,
+		Session: transport.SessionOptions{Concurrency: l.Concurrency}, Link: spec.Link})
+	if err != nil {
+		tails.Close()
+		return nil, err
+	}
+	return &Server{name: "local (" + lb.Addr + ", in this process)", dial: lb.Dial, tails: tails, lb: lb}, nil
+}
+
+// deviceServer is a server of the devices file.
+func deviceServer(name string, s DeviceServer, spec ServerSpec) (*Server, error) {
+	signer, err := transport.LoadSigner(s.Identity)
+	if err != nil {
+		return nil, err
+	}
+	kh, err := transport.LoadKnownHosts(s.KnownHosts)
+	if err != nil {
+		return nil, err
+	}
+	user := s.User
+	if user == "" {
+		user = spec.User
+	}
+	cc := transport.ClientConfig{User: user, Signer: signer, KeyFile: s.Identity, KnownHosts: kh, Link: spec.Link}
+	dial := func(ctx context.Context) (*transport.Client, error) {
+		var errs []error
+		for _, addr := range s.Addresses {
+			c, err := transport.Dial(ctx, addr, cc)
+			if err == nil {
+				return c, nil
+			}
+			errs = append(errs, err)
+		}
+		return nil, fmt.Errorf("server %s: %w", name, withHint(errors.Join(errs...)))
+	}
+	return &Server{name: name + " (" + strings.Join(s.Addresses, ", ") + ")", dial: dial}, nil
+}
+
+// addressServer is host[:port] reached with the key folder; note, when
+// set, says why a bare name was taken as a host and prefixes its errors.
+func addressServer(name, note string, spec ServerSpec) (*Server, error) {
+	addr := name
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		if strings.Contains(addr, ":") {
+			return nil, fmt.Errorf("server %q: %w", name, err)
+		}
+		addr = net.JoinHostPort(addr, transport.DefaultPort)
+	}
+	explain := func(err error) error {
+		if note == "" {
+			return err
+		}
+		return fmt.Errorf("server %q: %s; as host %s: %w", name, note, addr, err)
+	}
+	dir := spec.KeyDir
+	if dir == "" {
+		dir = transport.DefaultKeyDir
+	}
+	cc, err := transport.LoadClientConfig(dir)
+	if err != nil {
+		return nil, explain(err)
+	}
+	cc.User, cc.Link = spec.User, spec.Link
+	dial := func(ctx context.Context) (*transport.Client, error) {
+		c, err := transport.Dial(ctx, addr, cc)
+		if err != nil {
+			return nil, explain(withHint(err))
+		}
+		return c, nil
+	}
+	return &Server{name: addr, dial: dial}, nil
+}
+
+// withHint adds localHint to a failed connection, except to a host key
+// error, which says itself how to fix the key.
+func withHint(err error) error {
+	var hk *transport.HostKeyError
+	if errors.As(err, &hk) {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, localHint)
+}
+
+// Name says which server, as commands print it: the address, the devices
+// file's name and addresses, or "local" and the embedded server's address.
+func (s *Server) Name() string { return s.name }
+
+// Dial opens a new connection to the server.
+func (s *Server) Dial(ctx context.Context) (*transport.Client, error) { return s.dial(ctx) }
+
+// Preload hands a model straight to the embedded server, as if an edge had
+// uploaded it, so that an emulated slow link does not pay for a one-time
+// transfer a deployed server would already hold. For a remote server it
+// does nothing: the model goes over the link once, when first needed.
+func (s *Server) Preload(model []byte) error {
+	if s.tails == nil {
+		return nil
+	}
+	return s.tails.Preload(model)
+}
+
+// Close stops the embedded server (closing its connections) and releases
+// its tail sessions; for a remote server it does nothing. Connections from
+// Dial are the caller's to close.
+func (s *Server) Close() error {
+	if s.lb == nil {
+		return nil
+	}
+	return errors.Join(s.lb.Close(), s.tails.Close())
+}
