@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"tracr/cpulimit"
 )
 
 // Config is a `tracr run` configuration file (TOML). Paths inside it are
@@ -61,6 +63,12 @@ type EdgeConfig struct {
 	// duration d the edge sleeps (Slowdown-1)*d, and planning prices edge
 	// times at Slowdown times the measured ones. See MaxEdgeSlowdown.
 	Slowdown float64 `toml:"slowdown"`
+	// CPULimit limits the edge, this whole process, to that many cores
+	// (e.g. 0.1) with the kernel's CPU-bandwidth control (0 = off): a
+	// slower CPU for everything the edge does, pre-processing, codecs and
+	// SSH included. The local server then runs as its own tracr serve
+	// process, unlimited. Needs a writable cgroup (root, or $TRACR_CGROUP).
+	CPULimit float64 `toml:"cpu_limit"`
 }
 
 // MaxEdgeSlowdown is the largest edge slowdown a run accepts.
@@ -149,6 +157,11 @@ func (c *Config) check(path string) error {
 	}
 	if err := CheckEdgeSlowdown(c.Edge.Slowdown); err != nil {
 		errs = append(errs, fmt.Sprintf(`[edge] "slowdown" %v`, err))
+	}
+	if c.Edge.CPULimit != 0 {
+		if err := (cpulimit.Limit{Cores: c.Edge.CPULimit}).Validate(); err != nil {
+			errs = append(errs, fmt.Sprintf(`[edge] "cpu_limit" %v`, err))
+		}
 	}
 	if c.Run.InFlight < 0 {
 		errs = append(errs, `[run] "in_flight" must be >= 0`)

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"strconv"
 	"strings"
 
+	"tracr/cpulimit"
 	"tracr/engine"
 	"tracr/transport"
 )
@@ -37,6 +39,14 @@ type ServerSpec struct {
 	Link *transport.LinkState
 	// Local configures the embedded server; it is ignored for any other.
 	Local LocalServer
+	// EdgeCPU, above 0, limits this process, the edge, to that many cores
+	// with the kernel's CPU-bandwidth control (package cpulimit), from
+	// Connect until Close: pre-processing, ONNX Runtime, codecs and SSH
+	// all run under it, as on a slow board. The local server then runs as
+	// its own tracr serve process, started before the limit applies, so
+	// that it is not limited (two processes and real SSH, as on two
+	// machines).
+	EdgeCPU float64
 }
 
 // LocalServer configures the embedded server. Its fields are what `tracr
@@ -55,6 +65,11 @@ type LocalServer struct {
 	// ProfileDir is where the server caches its profiles; "" means the
 	// profiler's default cache.
 	ProfileDir string
+	// Process runs the server as its own `tracr serve` process on
+	// loopback instead of inside this one (always so under EdgeCPU), and
+	// Binary is the tracr executable to start ("" means this one).
+	Process bool
+	Binary  string
 }
 
 // Server is a server resolved by Connect: a remote one, or one embedded in
@@ -64,6 +79,8 @@ type Server struct {
 	dial  func(ctx context.Context) (*transport.Client, error)
 	tails *TailHandler        // the embedded server's handler; nil for a remote one
 	lb    *transport.Loopback // the embedded server; nil for a remote one
+	proc  *serveProcess       // the local server process; nil for any other
+	limit *cpulimit.Group     // the edge's CPU limit; nil for none
 }
 
 // localHint is appended to a failed connection to a remote server.
@@ -73,8 +90,37 @@ const localHint = "is tracr serve running there? --server local starts one in th
 // the embedded server (which serves until Close or until ctx ends), or
 // reads the keys a remote server needs. Dial then connects.
 func Connect(ctx context.Context, spec ServerSpec) (*Server, error) {
+	if spec.EdgeCPU == 0 {
+		return connect(ctx, spec)
+	}
+	// The group first, so that a machine without cgroups is refused before
+	// a server starts; entered last, so that the server is not in it.
+	g, err := cpulimit.New(cpulimit.Limit{Cores: spec.EdgeCPU})
+	if err != nil {
+		return nil, fmt.Errorf("edge CPU limit: %w", err)
+	}
+	spec.Local.Process = true
+	s, err := connect(ctx, spec)
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	if err := g.Enter(); err != nil {
+		s.Close()
+		g.Close()
+		return nil, fmt.Errorf("edge CPU limit: %w", err)
+	}
+	s.limit = g
+	return s, nil
+}
+
+// connect resolves spec, leaving EdgeCPU aside.
+func connect(ctx context.Context, spec ServerSpec) (*Server, error) {
 	name := spec.Name
 	if name == "" || name == "local" {
+		if spec.Local.Process {
+			return startProcess(ctx, spec)
+		}
 		return startLocal(ctx, spec)
 	}
 	var note string // why a bare name (no port) is taken as a host
@@ -111,6 +157,33 @@ func startLocal(ctx context.Context, spec ServerSpec) (*Server, error) {
 		return nil, err
 	}
 	return &Server{name: "local (" + lb.Addr + ", in this process)", dial: lb.Dial, tails: tails, lb: lb}, nil
+}
+
+// startProcess starts the local server as its own tracr serve process.
+func startProcess(ctx context.Context, spec ServerSpec) (*Server, error) {
+	l := spec.Local
+	bin, err := tracrBinary(l.Binary)
+	if err != nil {
+		return nil, err
+	}
+	var args []string
+	if l.Threads != 0 {
+		args = append(args, "--threads", strconv.Itoa(l.Threads))
+	}
+	if l.Provider != "" {
+		args = append(args, "--provider", l.Provider)
+	}
+	if l.Concurrency != 0 {
+		args = append(args, "--concurrency", strconv.Itoa(l.Concurrency))
+	}
+	if l.ProfileDir != "" {
+		args = append(args, "--profile-dir", l.ProfileDir)
+	}
+	sp, err := startServeProcess(ctx, bin, args, spec.Link)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{name: fmt.Sprintf("local (%s, tracr serve process %d)", sp.addr, sp.Pid()), dial: sp.Dial, proc: sp}, nil
 }
 
 // deviceServer is a server of the devices file.
@@ -209,8 +282,24 @@ func (s *Server) Preload(model []byte) error {
 // its tail sessions; for a remote server it does nothing. Connections from
 // Dial are the caller's to close.
 func (s *Server) Close() error {
-	if s.lb == nil {
-		return nil
+	var errs []error
+	if s.lb != nil {
+		errs = append(errs, s.lb.Close(), s.tails.Close())
 	}
-	return errors.Join(s.lb.Close(), s.tails.Close())
+	if s.proc != nil {
+		errs = append(errs, s.proc.Close())
+	}
+	if s.limit != nil {
+		errs = append(errs, s.limit.Close())
+		s.limit = nil
+	}
+	return errors.Join(errs...)
 }
+
+// EdgeLimit is the CPU limit this process, the edge, runs under, or nil
+// (see ServerSpec.EdgeCPU).
+func (s *Server) EdgeLimit() *cpulimit.Group { return s.limit }
+
+// Separate reports whether the server is another process (a remote
+// server, or the local one run as tracr serve), not this one.
+func (s *Server) Separate() bool { return s.lb == nil }

@@ -38,6 +38,10 @@ type PlanOptions struct {
 	// measurement, and every candidate's edge time is priced at
 	// EdgeSlowdown times it (see EdgeConfig.Slowdown).
 	EdgeSlowdown float64
+	// EdgeCPU is the kernel CPU limit, in cores, this process runs under
+	// (ServerSpec.EdgeCPU; 0: none). Planning does not apply it; the edge
+	// profile is cached and labelled as the limited device's.
+	EdgeCPU float64
 	// Repeats is the number of timed runs per profile measurement (0 =
 	// the profiler's default).
 	Repeats   int
@@ -113,6 +117,11 @@ type Planned struct {
 	// EdgeSlowdown is PlanOptions.EdgeSlowdown: the emulated edge device
 	// the candidates are priced for, and Measure runs as.
 	EdgeSlowdown float64
+	// EdgeCPU is PlanOptions.EdgeCPU.
+	EdgeCPU float64
+	// Tied lists the plans the measurements cannot tell from the best
+	// (planner.Tied): the best first; one plan means no tie.
+	Tied []planner.Plan
 	// Took is how long planning took (profiles, probe, byte measurements
 	// and ranking), PlanTook the pure planner's share (Rank and
 	// Breakpoints).
@@ -136,6 +145,7 @@ func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned,
 	}
 	p.Edge = engine.Options{Threads: opts.EdgeThreads, Provider: opts.EdgeProvider}
 	p.EdgeSlowdown = opts.EdgeSlowdown
+	p.EdgeCPU = opts.EdgeCPU
 	if opts.Preload != nil {
 		if err := opts.Preload(p.ModelBytes); err != nil {
 			return nil, err
@@ -147,7 +157,7 @@ func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned,
 			return nil, err
 		}
 	}
-	popts := profiler.Options{Provider: opts.EdgeProvider, Threads: opts.EdgeThreads, Repeats: opts.Repeats, Fresh: opts.FreshProfiles}
+	popts := profiler.Options{Provider: opts.EdgeProvider, Threads: opts.EdgeThreads, Repeats: opts.Repeats, Fresh: opts.FreshProfiles, CPULimit: opts.EdgeCPU}
 	if p.EdgeProfile, _, err = profiler.Cached(ctx, dir, p.ModelBytes, p.Source, popts); err != nil {
 		return nil, fmt.Errorf("edge profile: %w", err)
 	}
@@ -184,6 +194,7 @@ func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned,
 // rank fills Ranked and Breakpoints from Problem.
 func (p *Planned) rank() {
 	p.Ranked = planner.Rank(p.Problem)
+	p.Tied = planner.Tied(p.Ranked)
 	p.Breakpoints = planner.Breakpoints(p.Problem)
 }
 

@@ -215,7 +215,7 @@ func Summarize(records []Record, wall time.Duration) Summary {
 		if r.Rescued {
 			s.Rescued++
 		}
-		s.Cuts[label(r)]++
+		s.Cuts[r.PlanName()]++
 		totals = append(totals, r.Total)
 		sum += r.Total
 		if r.Predicted > 0 {
@@ -269,7 +269,8 @@ func Summarize(records []Record, wall time.Duration) Summary {
 	return s
 }
 
-func label(r Record) string {
+// PlanName names the plan the request ran on: "cut 12", "edge-only", ...
+func (r Record) PlanName() string {
 	if r.Plan == "cut" {
 		return "cut " + strconv.Itoa(r.Cut)
 	}

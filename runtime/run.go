@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"tracr/cpulimit"
 	"tracr/engine"
 	"tracr/planner"
 	"tracr/profiler"
@@ -45,10 +46,15 @@ type RunOptions struct {
 	// EdgeSlowdown, when not 0, overrides the configuration's [edge]
 	// slowdown (see EdgeConfig.Slowdown).
 	EdgeSlowdown float64
-	// Out receives progress, events and the summary; nil discards them.
-	Out io.Writer
-	// Quiet leaves out the line per request.
-	Quiet bool
+	// EdgeCPU, when not 0, overrides the configuration's [edge]
+	// cpu_limit (see EdgeConfig.CPULimit).
+	EdgeCPU float64
+	// OnStart is told what the run planned, before the first request;
+	// OnRecord gets each request's record as it finishes; Log receives
+	// the run's events (switches, probes, a lost server). Any may be nil.
+	OnStart  func(RunStart)
+	OnRecord func(Record)
+	Log      io.Writer
 }
 
 // RunResult is what Run did and where it wrote it.
@@ -72,21 +78,39 @@ type settings struct {
 	adaptive  bool
 	cut       *int
 	slowdown  float64 // the edge slowdown in force (0 or 1: off)
+	edgeCPU   float64 // the edge's CPU limit in cores (0: none)
 	model     string  // the zoo name, or the ONNX file resolved against the config's folder
 	task      ModelTask
 }
 
+// RunStart is what a run knows once it has planned, before its first
+// request: what a command prints first.
+type RunStart struct {
+	// Server names the server (Server.Name).
+	Server string
+	// Link is the emulated link ("" for none); EdgeSlowdown the emulated
+	// slowdown in force (1: off) and EdgeLimit the edge's CPU limit (nil:
+	// none).
+	Link         string
+	EdgeSlowdown float64
+	EdgeLimit    *cpulimit.Limit
+	Planned      *Planned
+	// Plan is the plan the run starts on; Adaptive says whether it may
+	// change.
+	Plan     planner.Plan
+	Adaptive bool
+}
+
 // Run runs a configuration end to end: it connects to the server (the
-// embedded loopback server when none is named), emulates the link when
-// asked, plans, executes the plan over the dataset (re-planning when
-// adaptive) and writes run.csv, run.json and, when asked, overlays to the
-// output folder. The records are complete whenever it returns, including
-// when ctx ends the run early (Outcome.Interrupted).
+// embedded loopback server when none is named), emulates the link and
+// limits the edge's CPU when asked, plans, executes the plan over the
+// dataset (re-planning when adaptive) and writes run.csv, run.json and,
+// when asked, overlays to the output folder. It prints nothing: OnStart,
+// OnRecord and Log (events) tell the caller as it goes, and the result
+// holds the summary. The records are complete whenever it returns a
+// result, including when ctx ends the run early (Outcome.Interrupted),
+// and a result may come with the error of writing them.
 func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) {
-	out := opts.Out
-	if out == nil {
-		out = io.Discard
-	}
 	st, err := resolve(cfg, opts)
 	if err != nil {
 		return nil, err
@@ -95,13 +119,7 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	var state *transport.LinkState
-	switch {
-	case st.link != nil:
-		state = transport.NewLinkState(*st.link)
-	case st.trace != nil:
-		state = transport.NewLinkState(st.trace.At(0))
-	}
+	state := st.linkState()
 	// An embedded server outlives ctx (Ctrl-C) until closed, so that the
 	// requests in flight when the run is interrupted still finish on it.
 	srv, err := Connect(context.WithoutCancel(ctx), st.serverSpec(state))
@@ -113,70 +131,33 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "server %s\n", srv.Name())
-	if state != nil {
-		fmt.Fprintf(out, "link   emulated %s\n", st.linkText())
-	}
-	if st.slowdown > 1 {
-		fmt.Fprintf(out, "edge   emulated %gx slower than this machine\n", st.slowdown)
-	}
-	p, err := Plan(ctx, client, PlanOptions{Model: st.model, ImgSize: cfg.ImgSize, Task: st.task, EdgeThreads: cfg.Edge.Threads,
-		EdgeProvider: cfg.Edge.Provider, EdgeSlowdown: st.slowdown, Repeats: opts.Repeats, FreshProfiles: opts.FreshProfiles, Objective: st.objective, AllowLossy: cfg.Codec.AllowLossy, Codecs: st.codecs})
+	start, err := st.plan(ctx, client, srv)
 	if err != nil {
 		client.Close()
 		return nil, err
 	}
-	applyPost(p, cfg.Post)
-	plan := p.Best()
-	if st.cut != nil {
-		if plan, err = ForcedPlan(p, *st.cut); err != nil {
-			client.Close()
-			return nil, st.keyErr(err, "run", "cut")
-		}
+	if opts.OnStart != nil {
+		opts.OnStart(start)
 	}
-	fmt.Fprintf(out, "model  %s, %d compute nodes; planned in %v at up %s, down %s, rtt %v\n", p.Source, len(p.Model.Nodes()),
-		p.Took.Round(time.Millisecond), mbitText(p.Link.Up), mbitText(p.Link.Down), p.Link.RTT.Round(time.Microsecond))
-	if st.adaptive {
-		fmt.Fprintf(out, "plan   adaptive, starting on %s %s (predicted %s ms)\n", plan.Candidate.Name(), plan.Encoding.Codec, ms(plan.Breakdown.Total))
-	} else {
-		fmt.Fprintf(out, "plan   %s %s (predicted %s ms)\n", plan.Candidate.Name(), plan.Encoding.Codec, ms(plan.Breakdown.Total))
-	}
-
-	res := &RunResult{Planned: p, Dir: cfg.Resolve(cfg.Output.Dir)}
-	if res.Dir == "" {
-		res.Dir = cfg.Resolve("results/run")
-	}
-	overlays := ""
-	if cfg.Output.Overlays {
-		overlays = filepath.Join(res.Dir, "overlays")
-	}
-	for _, d := range []string{res.Dir, overlays} {
-		if d != "" {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				client.Close()
-				return nil, fmt.Errorf("output: %w", err)
-			}
-		}
-	}
-	res.CSV, res.Sidecar = filepath.Join(res.Dir, "run.csv"), filepath.Join(res.Dir, "run.json")
-	rw, err := CreateRecords(res.CSV)
+	res := &RunResult{Planned: start.Planned}
+	rw, overlays, err := st.outputs(res)
 	if err != nil {
 		client.Close()
 		return nil, err
 	}
 	started := time.Now()
-	exec := ExecOptions{Planned: p, Plan: plan, Adaptive: st.adaptive, Dataset: ds, Limit: cfg.Dataset.Limit, InFlight: cfg.Run.InFlight,
-		EdgeSlowdown: st.slowdown, NoRescue: cfg.Run.Rescue != nil && !*cfg.Run.Rescue, Client: client, Dial: srv.Dial, Records: rw, Overlays: overlays, Log: out,
-		Link: st.recordLink(state, p.Link)}
+	exec := ExecOptions{Planned: start.Planned, Plan: start.Plan, Adaptive: st.adaptive, Dataset: ds, Limit: cfg.Dataset.Limit, InFlight: cfg.Run.InFlight,
+		EdgeSlowdown: st.slowdown, NoRescue: cfg.Run.Rescue != nil && !*cfg.Run.Rescue, Client: client, Dial: srv.Dial, Records: rw, Overlays: overlays,
+		Log: opts.Log, Progress: opts.OnRecord, Link: st.recordLink(state, start.Planned.Link)}
+	if exec.Log == nil {
+		exec.Log = io.Discard
+	}
 	if st.trace != nil {
 		// The trace's clock starts with the first request, not with the
 		// planning before it.
 		playCtx, stopPlay := context.WithCancel(ctx)
 		defer stopPlay()
 		exec.OnStart = func(t time.Time) { go st.trace.Play(playCtx, state, t) }
-	}
-	if !opts.Quiet {
-		exec.Progress = func(r Record) { printRecord(out, r) }
 	}
 	res.Outcome, err = Execute(ctx, exec)
 	if cerr := rw.Close(); err == nil {
@@ -190,10 +171,69 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (*RunResult, error) 
 	if serr := WriteJSON(res.Sidecar, newSidecar(ctx, st, srv.Name(), res, started)); err == nil {
 		err = serr
 	}
-	fmt.Fprintln(out)
-	res.Summary.Print(out)
-	fmt.Fprintf(out, "records: %s (sidecar %s)\n", res.CSV, res.Sidecar)
 	return res, err
+}
+
+// linkState is the emulated link's state, nil for none.
+func (st *settings) linkState() *transport.LinkState {
+	switch {
+	case st.link != nil:
+		return transport.NewLinkState(*st.link)
+	case st.trace != nil:
+		return transport.NewLinkState(st.trace.At(0))
+	}
+	return nil
+}
+
+// plan profiles, probes and ranks, and picks the plan the run starts on.
+func (st *settings) plan(ctx context.Context, client *transport.Client, srv *Server) (RunStart, error) {
+	cfg := st.cfg
+	p, err := Plan(ctx, client, PlanOptions{Model: st.model, ImgSize: cfg.ImgSize, Task: st.task, EdgeThreads: cfg.Edge.Threads,
+		EdgeProvider: cfg.Edge.Provider, EdgeSlowdown: st.slowdown, EdgeCPU: st.edgeCPU, Repeats: st.opts.Repeats, FreshProfiles: st.opts.FreshProfiles,
+		Objective: st.objective, AllowLossy: cfg.Codec.AllowLossy, Codecs: st.codecs})
+	if err != nil {
+		return RunStart{}, err
+	}
+	applyPost(p, cfg.Post)
+	start := RunStart{Server: srv.Name(), EdgeSlowdown: max(st.slowdown, 1), Planned: p, Plan: p.Best(), Adaptive: st.adaptive}
+	if st.link != nil || st.trace != nil {
+		start.Link = st.linkText()
+	}
+	if g := srv.EdgeLimit(); g != nil {
+		l := g.Limit()
+		start.EdgeLimit = &l
+	}
+	if st.cut != nil {
+		if start.Plan, err = ForcedPlan(p, *st.cut); err != nil {
+			return RunStart{}, st.keyErr(err, "run", "cut")
+		}
+	}
+	return start, nil
+}
+
+// outputs makes the output folders and the records file.
+func (st *settings) outputs(res *RunResult) (*RecordWriter, string, error) {
+	res.Dir = st.cfg.Resolve(st.cfg.Output.Dir)
+	if res.Dir == "" {
+		res.Dir = st.cfg.Resolve("results/run")
+	}
+	overlays := ""
+	if st.cfg.Output.Overlays {
+		overlays = filepath.Join(res.Dir, "overlays")
+	}
+	for _, d := range []string{res.Dir, overlays} {
+		if d != "" {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return nil, "", fmt.Errorf("output: %w", err)
+			}
+		}
+	}
+	res.CSV, res.Sidecar = filepath.Join(res.Dir, "run.csv"), filepath.Join(res.Dir, "run.json")
+	rw, err := CreateRecords(res.CSV)
+	if err != nil {
+		return nil, "", err
+	}
+	return rw, overlays, nil
 }
 
 // resolve merges the command line into the configuration and checks what
@@ -206,6 +246,16 @@ func resolve(cfg *Config, opts RunOptions) (*settings, error) {
 			return nil, fmt.Errorf("--edge-slowdown %w", err)
 		}
 		st.slowdown = opts.EdgeSlowdown
+	}
+	st.edgeCPU = cfg.Edge.CPULimit
+	if opts.EdgeCPU != 0 {
+		if err := (cpulimit.Limit{Cores: opts.EdgeCPU}).Validate(); err != nil {
+			return nil, fmt.Errorf("--edge-cpu: %w", err)
+		}
+		st.edgeCPU = opts.EdgeCPU
+	}
+	if st.edgeCPU > 0 && st.slowdown > 1 {
+		return nil, errors.New("an edge CPU limit and an edge slowdown exclude each other: the limit makes a slower edge for real, the slowdown emulates one; choose one")
 	}
 	if opts.Server != "" {
 		st.server = opts.Server
@@ -375,36 +425,10 @@ func (st *settings) serverSpec(link *transport.LinkState) ServerSpec {
 	if st.cfg.Devices == "" {
 		devPath = st.cfg.Resolve("devices.toml")
 	}
-	return ServerSpec{Name: st.server, Devices: devPath, Link: link, Local: LocalServer{Concurrency: 1}}
+	return ServerSpec{Name: st.server, Devices: devPath, Link: link, Local: LocalServer{Concurrency: 1}, EdgeCPU: st.edgeCPU}
 }
 
 func mbitText(bps float64) string { return mbit(bps) + " Mbit/s" }
-
-// printRecord writes one line about a finished request.
-func printRecord(w io.Writer, r Record) {
-	if r.Error != "" {
-		fmt.Fprintf(w, "  %4d %-24s error: %s\n", r.ID, clip(r.Input, 24), r.Error)
-		return
-	}
-	plan := label(r)
-	if r.Codec != "" {
-		plan += " " + r.Codec
-	}
-	if r.Fallback {
-		plan += " (fallback)"
-	}
-	if r.Rescued {
-		plan += " (rescued)"
-	}
-	fmt.Fprintf(w, "  %4d %-24s %-22s %9s ms  %s\n", r.ID, clip(r.Input, 24), plan, ms(r.Total), r.Result)
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n+1:]
-}
 
 // sidecar is run.json: what ran, where, with what, and how it went.
 type sidecar struct {

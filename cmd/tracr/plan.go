@@ -12,8 +12,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"tracr/cpulimit"
 	"tracr/graph"
 	"tracr/planner"
+	"tracr/profiler"
 	"tracr/runtime"
 )
 
@@ -44,6 +46,9 @@ func planCommand() *cli.Command {
 			if c.Float64("edge-slowdown") == 0 {
 				return fmt.Errorf("--edge-slowdown 0: want a factor from 1 (off) to %d", runtime.MaxEdgeSlowdown)
 			}
+			if c.Float64("edge-slowdown") > 1 && c.Float64("edge-cpu") > 0 {
+				return fmt.Errorf("--edge-cpu and --edge-slowdown exclude each other: the limit makes a slower edge for real, the slowdown emulates one; choose one")
+			}
 			sc, err := connect(c.Context, c)
 			if err != nil {
 				return err
@@ -51,7 +56,7 @@ func planCommand() *cli.Command {
 			defer sc.Close()
 			p, err := runtime.Plan(c.Context, sc.Client, runtime.PlanOptions{
 				Model: c.String("model"), ImgSize: c.Int("img-size"), Task: runtime.ModelTask{Task: c.String("task")}, EdgeThreads: c.Int("threads"), EdgeSlowdown: c.Float64("edge-slowdown"),
-				Repeats: c.Int("repeats"), FreshProfiles: c.Bool("fresh"), Objective: obj, AllowLossy: c.Bool("lossy"), Preload: sc.srv.Preload,
+				EdgeCPU: c.Float64("edge-cpu"), Repeats: c.Int("repeats"), FreshProfiles: c.Bool("fresh"), Objective: obj, AllowLossy: c.Bool("lossy"), Preload: sc.srv.Preload,
 			})
 			if err != nil {
 				return err
@@ -63,11 +68,18 @@ func planCommand() *cli.Command {
 				}
 			}
 			if c.Bool("json") {
-				return writePlanJSON(c.App.Writer, p, checks)
+				if err := writePlanJSON(c.App.Writer, p, checks); err != nil {
+					return err
+				}
+			} else {
+				writePlan(c.Context, c.App.Writer, sc.Name(), sc.Link, p)
+				if checks != nil {
+					writeChecks(c.App.Writer, checks)
+				}
 			}
-			writePlan(c.Context, c.App.Writer, sc.Name(), sc.Link, p)
-			if checks != nil {
-				writeChecks(c.App.Writer, checks)
+			if r := regret(checks); r > maxRegret {
+				return fmt.Errorf("warning: the chosen plan measured %.3fx the best measured one (over %.2f): the plan is not to be trusted; "+
+					"profile again (--fresh) on a quieter machine, or raise --repeats", r, maxRegret)
 			}
 			return nil
 		},
@@ -139,11 +151,14 @@ func writePlan(ctx context.Context, w io.Writer, server, link string, p *runtime
 	}
 	fmt.Fprintf(w, "model %s (%s): %d compute nodes, %s\n", p.Source, weights, len(p.Model.Nodes()), p.Problem.Objective)
 	fmt.Fprintf(w, "edge:   %s, %d threads, whole model %s ms (fusion error %.1f%%), %s\n", p.EdgeProfile.Machine.CPUModel,
-		p.EdgeProfile.Threads, msText(p.EdgeProfile.Whole.Median), 100*p.EdgeProfile.FusionError, profiledAgo(p.EdgeProfile.Created))
+		p.EdgeProfile.Threads, msText(p.EdgeProfile.Whole.Median), 100*p.EdgeProfile.FusionError, profiledAgo(p.EdgeProfile))
+	if p.EdgeCPU > 0 {
+		fmt.Fprintf(w, "        limited to %s by the kernel (cgroup CPU bandwidth): profiled and priced as that device\n", cpulimit.Limit{Cores: p.EdgeCPU})
+	}
 	if p.EdgeSlowdown > 1 {
 		fmt.Fprintf(w, "        emulating an edge device %gx slower: edge times below are priced at %gx the measured ones\n", p.EdgeSlowdown, p.EdgeSlowdown)
 	}
-	fmt.Fprintf(w, "server: %s, whole model %s ms, %s\n", server, msText(p.ServerProfile.Whole.Median), profiledAgo(p.ServerProfile.Created))
+	fmt.Fprintf(w, "server: %s, whole model %s ms, %s\n", server, msText(p.ServerProfile.Whole.Median), profiledAgo(p.ServerProfile))
 	emu := ""
 	if link != "" {
 		emu = " (emulated " + link + ")"
@@ -171,7 +186,20 @@ func writePlan(ctx context.Context, w io.Writer, server, link string, p *runtime
 		fmt.Fprintf(w, "not feasible: %s: %s\n", pl.Candidate.Name(), pl.Reason)
 	}
 	best := p.Best()
-	fmt.Fprintf(w, "\nchosen: %s", best.Candidate.Name())
+	if len(p.Tied) > 1 {
+		fmt.Fprintf(w, "\ntied: %d plans lie within the measurement noise of the best (each total ± its compute spread, p90 - median):\n ", len(p.Tied))
+		for i, pl := range p.Tied {
+			sep := ","
+			if i == len(p.Tied)-1 {
+				sep = ""
+			}
+			fmt.Fprintf(w, " %s %s ± %s ms%s", pl.Candidate.Name(), msText(pl.Breakdown.Total), msText(pl.Spread()), sep)
+		}
+		fmt.Fprintf(w, "\n  the profiles cannot tell which is fastest; --validate runs them, and any of them is as good an answer\n")
+		fmt.Fprintf(w, "\nchosen (first of the %d tied): %s", len(p.Tied), best.Candidate.Name())
+	} else {
+		fmt.Fprintf(w, "\nchosen: %s", best.Candidate.Name())
+	}
 	if best.Encoding.Codec != "" {
 		fmt.Fprintf(w, " with %s (%d bytes up)", best.Encoding.Codec, best.Encoding.Bytes)
 	}
@@ -234,6 +262,23 @@ func writeMinCut(ctx context.Context, w io.Writer, p *runtime.Planned) {
 	fmt.Fprintf(w, "best prefix cut under the same costs: cut %d at %s ms (min-cut solved in %v)\n", bestPrefix, msText(bestCost), took.Round(time.Microsecond))
 }
 
+// maxRegret is the chosen/best measured ratio over which plan --validate
+// fails: the plan then lost more than measurement noise explains.
+const maxRegret = 1.05
+
+// regret is the chosen plan's measured time over the best measured one
+// (checks[0] is the chosen plan); 0 without checks.
+func regret(checks []runtime.Measurement) float64 {
+	if len(checks) == 0 || checks[0].Total <= 0 {
+		return 0
+	}
+	best := checks[0].Total
+	for _, m := range checks {
+		best = min(best, m.Total)
+	}
+	return float64(checks[0].Total) / float64(best)
+}
+
 func writeChecks(w io.Writer, checks []runtime.Measurement) {
 	fmt.Fprintf(w, "\nvalidation: each plan run for real, one request at a time (median of %d):\n", checks[0].Runs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -251,6 +296,14 @@ func writeChecks(w io.Writer, checks []runtime.Measurement) {
 	fmt.Fprintf(w, "chosen plan measured / best measured: %.3f\n", float64(checks[0].Total)/float64(best))
 }
 
+// tiedJSON is one plan of a tie.
+type tiedJSON struct {
+	Plan     string  `json:"plan"`
+	Codec    string  `json:"codec,omitempty"`
+	TotalMs  float64 `json:"total_ms"`
+	SpreadMs float64 `json:"spread_ms"`
+}
+
 type planJSON struct {
 	Model       string                   `json:"model"`
 	Synthetic   bool                     `json:"synthetic"`
@@ -259,7 +312,12 @@ type planJSON struct {
 	Plans       []runtime.PlanJSON       `json:"plans"`
 	Breakpoints []runtime.BreakpointJSON `json:"breakpoints"`
 	Validation  []measurementJSON        `json:"validation,omitempty"`
-	Crossing    map[string][]string      `json:"crossing"`
+	// Tied lists the plans tied with the best, the best first (one: no
+	// tie); Regret is the chosen plan's measured time over the best
+	// measured one (0 without --validate).
+	Tied     []tiedJSON          `json:"tied"`
+	Regret   float64             `json:"regret,omitempty"`
+	Crossing map[string][]string `json:"crossing"`
 }
 
 type measurementJSON struct {
@@ -278,6 +336,10 @@ func writePlanJSON(w io.Writer, p *runtime.Planned, checks []runtime.Measurement
 		out.Crossing[fmt.Sprint(id)] = names
 	}
 	out.Plans, out.Breakpoints = p.TableJSON()
+	for _, pl := range p.Tied {
+		out.Tied = append(out.Tied, tiedJSON{Plan: pl.Candidate.Name(), Codec: pl.Encoding.Codec, TotalMs: msf(pl.Breakdown.Total), SpreadMs: msf(pl.Spread())})
+	}
+	out.Regret = regret(checks)
 	for _, m := range checks {
 		out.Validation = append(out.Validation, measurementJSON{Plan: m.Plan.Candidate.Name(), PredictedMs: msf(m.Plan.Breakdown.Total), MeasuredMs: msf(m.Total)})
 	}
@@ -286,12 +348,21 @@ func writePlanJSON(w io.Writer, p *runtime.Planned, checks []runtime.Measurement
 	return enc.Encode(out)
 }
 
-// profiledAgo says when a profile was measured: a cached one keeps the load
-// the machine had then, which --fresh replaces.
-func profiledAgo(created time.Time) string {
-	age := time.Since(created)
+// profiledAgo says when a profile was measured and, for a cached one,
+// what its recheck found: a cached profile keeps the load the machine had
+// then, so it is checked against the whole model timed now.
+func profiledAgo(p *profiler.Profile) string {
+	rc := p.Recheck
+	if rc != nil && rc.Stale {
+		return "profiled just now: " + rc.Reason
+	}
+	age := time.Since(p.Created)
 	if age < time.Minute {
 		return "profiled just now"
 	}
-	return fmt.Sprintf("profiled %s ago (cached; --fresh measures again)", strings.TrimSuffix(age.Round(time.Minute).String(), "0s"))
+	s := fmt.Sprintf("profiled %s ago (cached", strings.TrimSuffix(age.Round(time.Minute).String(), "0s"))
+	if rc != nil && rc.Measured.Runs > 0 {
+		s += fmt.Sprintf("; rechecked: whole model %s ms now, %+.0f%%, within the %.0f%% its spread allows", msText(rc.Measured.Median), 100*rc.Off, 100*rc.Allowed)
+	}
+	return s + "; --fresh measures again)"
 }

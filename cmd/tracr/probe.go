@@ -56,6 +56,7 @@ func serverFlags() []cli.Flag {
 		&cli.StringFlag{Name: "keys", Value: transport.DefaultKeyDir, Usage: "key folder with the edge key and known_hosts (see tracr keys init)"},
 		&cli.StringFlag{Name: "user", Usage: "SSH user name (default: the current user)"},
 		&cli.StringFlag{Name: "link", Usage: "emulate a link on the connection, e.g. up=10mbit,down=50mbit,rtt=20ms"},
+		&cli.Float64Flag{Name: "edge-cpu", Usage: "limit the edge (this process) to this many cores with a kernel CPU limit, e.g. 0.1; the local server then runs as its own process"},
 	}
 }
 
@@ -88,8 +89,11 @@ func connect(ctx context.Context, c *cli.Context) (*serverConn, error) {
 		}
 		sc.Link, sc.LinkState = l.String(), transport.NewLinkState(l)
 	}
+	if c.IsSet("edge-cpu") && c.Float64("edge-cpu") == 0 {
+		return nil, fmt.Errorf("--edge-cpu 0: want a share of this machine's cores above 0, e.g. 0.1")
+	}
 	srv, err := runtime.Connect(ctx, runtime.ServerSpec{Name: c.String("server"), Devices: c.String("devices"),
-		KeyDir: c.String("keys"), User: c.String("user"), Link: sc.LinkState})
+		KeyDir: c.String("keys"), User: c.String("user"), Link: sc.LinkState, EdgeCPU: c.Float64("edge-cpu")})
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,7 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "threads", Usage: "ONNX Runtime intra-op threads per tail (0: one per core)"},
 			&cli.StringFlag{Name: "provider", Value: "cpu", Usage: "ONNX Runtime execution provider: cpu or cuda"},
 			&cli.IntFlag{Name: "concurrency", Value: 4, Usage: "requests of one client run at once"},
+			&cli.StringFlag{Name: "profile-dir", Usage: "where the server caches the profiles it measures (default: the user cache, ~/.cache/tracr/profiles)"},
 		},
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
@@ -45,7 +46,8 @@ func serveCommand() *cli.Command {
 			}
 			logger := log.New(c.App.ErrWriter, "tracr serve: ", log.LstdFlags)
 			tails := runtime.NewTailHandler(runtime.TailOptions{
-				Engine: engine.Options{Threads: c.Int("threads"), Provider: c.String("provider")},
+				Engine:     engine.Options{Threads: c.Int("threads"), Provider: c.String("provider")},
+				ProfileDir: c.String("profile-dir"),
 			})
 			defer tails.Close()
 			session := transport.SessionOptions{
