@@ -62,26 +62,39 @@ func TestBadInputs(t *testing.T) {
 	unknown := write("unknown-op.onnx", unknownOpModel(t))
 	wrongType := write("wrong-type.toml", []byte("model = \"alexnet\"\n\n[edge]\nthreads = \"four\"\n"))
 	wrongKey := write("wrong-key.toml", []byte("model = \"alexnet\"\n[edge]\nthreds = 2\n"))
+	badLimit := write("bad-limit.toml", []byte("model = \"alexnet\"\n[edge]\ncpu_limit = -0.5\n"))
+	notCgroup := t.TempDir()
 	splitOut := filepath.Join(dir, "split-out")
 	tests := []struct {
 		name string
 		args []string
 		// want are substrings of the one-line error.
 		want []string
+		// env is set for the case.
+		env map[string]string
 	}{
-		{"truncated onnx, cuts", []string{"cuts", "--model", truncated}, []string{"truncated.onnx"}},
-		{"truncated onnx, split", []string{"split", "--model", truncated, "--cut", "3", "-o", splitOut}, []string{"truncated.onnx"}},
-		{"not onnx at all", []string{"cuts", "--model", garbage}, []string{"garbage.onnx"}},
+		{"truncated onnx, cuts", []string{"cuts", "--model", truncated}, []string{"truncated.onnx"}, nil},
+		{"truncated onnx, split", []string{"split", "--model", truncated, "--cut", "3", "-o", splitOut}, []string{"truncated.onnx"}, nil},
+		{"not onnx at all", []string{"cuts", "--model", garbage}, []string{"garbage.onnx"}, nil},
 		// cuts and split without --verify only read the graph and accept
 		// an operator they do not know; ONNX Runtime rejects it when the
 		// model is run.
-		{"unknown op, split --verify", []string{"split", "--model", unknown, "--cut", "0", "--verify", "-o", splitOut}, []string{"NoSuchOp"}},
-		{"toml wrong type", []string{"run", "--config", wrongType}, []string{"wrong-type.toml:4", "threads"}},
-		{"toml unknown key", []string{"run", "--config", wrongKey}, []string{"wrong-key.toml:3", "threds"}},
-		{"missing config", []string{"run", "--config", filepath.Join(dir, "nope.toml")}, []string{"nope.toml"}},
+		{"unknown op, split --verify", []string{"split", "--model", unknown, "--cut", "0", "--verify", "-o", splitOut}, []string{"NoSuchOp"}, nil},
+		{"toml wrong type", []string{"run", "--config", wrongType}, []string{"wrong-type.toml:4", "threads"}, nil},
+		{"toml unknown key", []string{"run", "--config", wrongKey}, []string{"wrong-key.toml:3", "threds"}, nil},
+		{"missing config", []string{"run", "--config", filepath.Join(dir, "nope.toml")}, []string{"nope.toml"}, nil},
+		{"edge cpu negative", []string{"plan", "--model", "alexnet", "--edge-cpu", "-1"}, []string{"CPU limit -1", "must be above 0"}, nil},
+		{"edge cpu above the cores", []string{"plan", "--model", "alexnet", "--edge-cpu", "999"}, []string{"CPU limit 999", "cores"}, nil},
+		{"edge cpu zero", []string{"run", "--edge-cpu", "0"}, []string{"--edge-cpu 0"}, nil},
+		{"edge cpu with slowdown", []string{"plan", "--model", "alexnet", "--edge-cpu", "0.5", "--edge-slowdown", "10"}, []string{"exclude each other"}, nil},
+		{"edge cpu in the config", []string{"run", "--config", badLimit}, []string{"bad-limit.toml", "cpu_limit"}, nil},
+		{"no cgroup", []string{"probe", "--edge-cpu", "0.5"}, []string{"edge CPU limit", "run as root", "TRACR_CGROUP"}, map[string]string{"TRACR_CGROUP": notCgroup}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
 			var stdout, stderr bytes.Buffer
 			status := run(append([]string{"tracr"}, tt.args...), &stdout, &stderr)
 			msg := stderr.String()

@@ -187,15 +187,7 @@ func writePlan(ctx context.Context, w io.Writer, server, link string, p *runtime
 	}
 	best := p.Best()
 	if len(p.Tied) > 1 {
-		fmt.Fprintf(w, "\ntied: %d plans lie within the measurement noise of the best (each total ± its compute spread, p90 - median):\n ", len(p.Tied))
-		for i, pl := range p.Tied {
-			sep := ","
-			if i == len(p.Tied)-1 {
-				sep = ""
-			}
-			fmt.Fprintf(w, " %s %s ± %s ms%s", pl.Candidate.Name(), msText(pl.Breakdown.Total), msText(pl.Spread()), sep)
-		}
-		fmt.Fprintf(w, "\n  the profiles cannot tell which is fastest; --validate runs them, and any of them is as good an answer\n")
+		writeTies(w, p.Tied)
 		fmt.Fprintf(w, "\nchosen (first of the %d tied): %s", len(p.Tied), best.Candidate.Name())
 	} else {
 		fmt.Fprintf(w, "\nchosen: %s", best.Candidate.Name())
@@ -260,6 +252,19 @@ func writeMinCut(ctx context.Context, w io.Writer, p *runtime.Planned) {
 	fmt.Fprintf(w, "\nDAG min-cut over all closed node sets (per-node times, optimisations off; uplink bytes raw): %s ms with %s;\n",
 		msText(cost), shape)
 	fmt.Fprintf(w, "best prefix cut under the same costs: cut %d at %s ms (min-cut solved in %v)\n", bestPrefix, msText(bestCost), took.Round(time.Microsecond))
+}
+
+// writeTies says which plans the measurements cannot tell apart.
+func writeTies(w io.Writer, tied []planner.Plan) {
+	fmt.Fprintf(w, "\ntied: %d plans lie within the measurement noise of the best (each total ± its compute spread, p90 - median):\n ", len(tied))
+	for i, pl := range tied {
+		sep := ","
+		if i == len(tied)-1 {
+			sep = ""
+		}
+		fmt.Fprintf(w, " %s %s ± %s ms%s", pl.Candidate.Name(), msText(pl.Breakdown.Total), msText(pl.Spread()), sep)
+	}
+	fmt.Fprintf(w, "\n  the profiles cannot tell which is fastest; --validate runs them, and any of them is as good an answer\n")
 }
 
 // maxRegret is the chosen/best measured ratio over which plan --validate
