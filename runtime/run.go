@@ -428,7 +428,6 @@ func (st *settings) serverSpec(link *transport.LinkState) ServerSpec {
 	return ServerSpec{Name: st.server, Devices: devPath, Link: link, Local: LocalServer{Concurrency: 1}, EdgeCPU: st.edgeCPU}
 }
 
-
 // sidecar is run.json: what ran, where, with what, and how it went.
 type sidecar struct {
 	Tracr       string            `json:"tracr"`
