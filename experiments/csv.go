@@ -48,12 +48,24 @@ type Row struct {
 	Start time.Duration
 	// Skipped says why the row was not measured; empty when it was.
 	Skipped string
+	// ServerName names the server that ran the tails (as
+	// runtime.Server.Name gives it); EdgeCPU is the kernel CPU limit in
+	// cores the edge ran under (0: none).
+	ServerName string
+	EdgeCPU    float64
+	// EdgeProfileAge and ServerProfileAge are how old the profiles the
+	// model was planned from were when it was planned (0 for profiles
+	// measured then), EdgeRepeats and ServerRepeats their timed runs per
+	// measurement.
+	EdgeProfileAge, ServerProfileAge time.Duration
+	EdgeRepeats, ServerRepeats       int
 }
 
 // Columns is sweep.csv's header. Times are milliseconds, rates Mbit/s,
 // sizes bytes.
 var Columns = []string{"model", "img_size", "link", "up_mbit", "down_mbit", "rtt_ms", "codec", "strategy", "plan", "cut",
-	"encoding", "repeat", "bytes_up", "predicted_ms", "up_ms", "down_ms", "measured_ms", "edge_ms", "server_ms", "start_ms", "skipped"}
+	"encoding", "repeat", "bytes_up", "predicted_ms", "up_ms", "down_ms", "measured_ms", "edge_ms", "server_ms", "start_ms", "skipped",
+	"server", "edge_cpu", "edge_profile_age_s", "edge_profile_repeats", "server_profile_age_s", "server_profile_repeats"}
 
 // key identifies a row for --resume.
 type key struct {
@@ -75,6 +87,8 @@ func (r Row) IsMeasured() bool { return r.Skipped == "" }
 
 func msText(d time.Duration) string { return strconv.FormatFloat(d.Seconds()*1e3, 'f', 3, 64) }
 
+func secText(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 0, 64) }
+
 func mbitText(bps float64) string { return strconv.FormatFloat(bps/1e6, 'g', 6, 64) }
 
 func (r Row) record() []string {
@@ -87,7 +101,9 @@ func (r Row) record() []string {
 	}
 	return []string{r.Model, strconv.Itoa(r.ImgSize), r.Link, mbitText(r.Up), mbitText(r.Down), msText(r.RTT), r.Codec,
 		string(r.Strategy), r.Plan, strconv.Itoa(r.Cut), r.Encoding, strconv.Itoa(r.Repeat), strconv.FormatInt(r.BytesUp, 10),
-		msText(r.Predicted), msText(r.UpTerm), msText(r.DownTerm), measured, edge, server, start, oneLine(r.Skipped)}
+		msText(r.Predicted), msText(r.UpTerm), msText(r.DownTerm), measured, edge, server, start, oneLine(r.Skipped),
+		oneLine(r.ServerName), strconv.FormatFloat(r.EdgeCPU, 'g', 6, 64), secText(r.EdgeProfileAge), strconv.Itoa(r.EdgeRepeats),
+		secText(r.ServerProfileAge), strconv.Itoa(r.ServerRepeats)}
 }
 
 // oneLine keeps a message on one line, so that every CSV record is one
@@ -128,6 +144,9 @@ func parseRow(f []string) (Row, error) {
 	r.Predicted, r.UpTerm, r.DownTerm = ms(13), ms(14), ms(15)
 	r.Measured, r.Edge, r.Server, r.Start = ms(16), ms(17), ms(18), ms(19)
 	r.Skipped = f[20]
+	r.ServerName, r.EdgeCPU = f[21], num(22)
+	r.EdgeProfileAge, r.EdgeRepeats = time.Duration(num(23)*float64(time.Second)), int(integer(24))
+	r.ServerProfileAge, r.ServerRepeats = time.Duration(num(25)*float64(time.Second)), int(integer(26))
 	if r.Skipped == "" && f[16] == "" {
 		errs = append(errs, errors.New("measured_ms is empty but skipped gives no reason"))
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"tracr/planner"
+	"tracr/profiler"
 	"tracr/runtime"
 	"tracr/transport"
 )
@@ -30,6 +31,9 @@ type Options struct {
 	Log io.Writer
 	// Progress, when set, is called after each row.
 	Progress func(Progress)
+	// Binary is the tracr executable the local server runs as when the
+	// edge is limited (runtime.LocalServer.Binary; "" = this one).
+	Binary string
 }
 
 // Progress is how far a sweep is.
@@ -66,8 +70,9 @@ const (
 // CSV holds every row finished before.
 var ErrInterrupted = errors.New("sweep interrupted")
 
-// Run runs the spec's grid against a tracr server started in this process
-// on loopback, emulating each link on the connection, and writes sweep.csv
+// Run runs the spec's grid against its server (by default one started in
+// this process on loopback; with an edge limit a tracr serve process; or a
+// remote one), emulating each link on the connection, and writes sweep.csv
 // (a row per measurement, flushed as it is made), meta.json, summary.md and
 // the plots into the output folder. For each model it profiles and plans
 // once (profiles are cached on disk), then for each link and codec it
@@ -127,7 +132,7 @@ func newSweep(ctx context.Context, spec *Spec, opts Options) (*sweep, *Meta, err
 		w.Close()
 		return nil, nil, err
 	}
-	s := &sweep{spec: spec, opts: opts, dir: dir, w: w, created: created, done: map[key]bool{}, byCell: map[cellKey][]Row{}}
+	s := &sweep{spec: spec, opts: opts, dir: dir, w: w, created: created, meta: meta, done: map[key]bool{}, byCell: map[cellKey][]Row{}}
 	for _, r := range existing {
 		s.done[r.key()] = true
 		ck := r.cellKey()
@@ -193,9 +198,13 @@ type sweep struct {
 	w    *Writer
 	// created is set when this run created the CSV.
 	created bool
-	srv     *runtime.Server // the embedded server
+	srv     *runtime.Server
 	c       *transport.Client
 	state   *transport.LinkState
+	meta    *Meta
+	// stamp is what every row of the current model says about its
+	// server, edge limit and profiles.
+	stamp Row
 
 	done    map[key]bool      // rows in the CSV
 	byCell  map[cellKey][]Row // the CSV's rows by cell
@@ -274,8 +283,12 @@ func (s *sweep) logf(format string, args ...any) {
 	}
 }
 
-// write appends a row to the CSV.
+// write appends a row to the CSV, stamped with the current model's server,
+// edge limit and profiles.
 func (s *sweep) write(r Row) error {
+	r.ServerName, r.EdgeCPU = s.stamp.ServerName, s.stamp.EdgeCPU
+	r.EdgeProfileAge, r.EdgeRepeats = s.stamp.EdgeProfileAge, s.stamp.EdgeRepeats
+	r.ServerProfileAge, r.ServerRepeats = s.stamp.ServerProfileAge, s.stamp.ServerRepeats
 	if err := s.w.Write(r); err != nil {
 		return err
 	}
@@ -288,12 +301,19 @@ func (s *sweep) write(r Row) error {
 
 func (s *sweep) run(ctx context.Context) error {
 	s.state = transport.NewLinkState(transport.Link{})
-	srv, err := runtime.Connect(ctx, runtime.ServerSpec{Link: s.state})
+	spec := s.spec.server(s.state)
+	spec.Local.Binary = s.opts.Binary
+	srv, err := runtime.Connect(ctx, spec)
 	if err != nil {
-		return err
+		return fmt.Errorf("sweep server: %w", err)
 	}
 	s.srv = srv
 	defer srv.Close()
+	s.stamp = Row{ServerName: srv.Name(), EdgeCPU: s.spec.EdgeCPU}
+	s.meta.connected(srv, s.spec.EdgeCPU)
+	if err := s.meta.write(); err != nil {
+		return err
+	}
 	if s.c, err = srv.Dial(ctx); err != nil {
 		return err
 	}
@@ -337,9 +357,16 @@ func (s *sweep) model(ctx context.Context, m ModelSpec) error {
 	first := sp.Links[0].Planner()
 	p, err := runtime.Plan(ctx, s.c, runtime.PlanOptions{Model: m.path, ImgSize: m.ImgSize, EdgeThreads: sp.EdgeThreads,
 		Repeats: sp.ProfileRepeats, Objective: sp.objective, AllowLossy: sp.AllowLossy, Codecs: planCodecs(sp),
-		Link: &first, Preload: s.srv.Preload})
+		Link: &first, Preload: s.srv.Preload, EdgeCPU: sp.EdgeCPU, FreshProfiles: sp.FreshProfiles})
 	if err != nil {
 		return fmt.Errorf("model %s: %w", m.Name, err)
+	}
+	now := time.Now()
+	s.stamp.EdgeProfileAge, s.stamp.EdgeRepeats = profileAge(p.EdgeProfile, now), p.EdgeProfile.Repeats
+	s.stamp.ServerProfileAge, s.stamp.ServerRepeats = profileAge(p.ServerProfile, now), p.ServerProfile.Repeats
+	s.meta.planned(m.Name, p, now)
+	if err := s.meta.write(); err != nil {
+		return err
 	}
 	img := m.ImgSize
 	if p.Spec.ImgSize > 0 {
@@ -366,6 +393,12 @@ func (s *sweep) model(ctx context.Context, m ModelSpec) error {
 		}
 	}
 	return nil
+}
+
+// profileAge is how old p was at now, whole seconds (0 for one measured
+// in the last second).
+func profileAge(p *profiler.Profile, now time.Time) time.Duration {
+	return max(now.Sub(p.Created).Truncate(time.Second), 0)
 }
 
 // checkCuts checks a model's cut list against its profiled cuts.

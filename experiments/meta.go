@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,10 +32,14 @@ type Meta struct {
 	GitCommit  string `json:"git_commit"`
 	ORT        string `json:"onnxruntime_version"`
 	Go         string `json:"go_version"`
-	// Edge is the machine that ran the heads; Server the one that ran
-	// the tails (the same machine: the server runs in the process).
-	Edge   profiler.Machine `json:"edge_machine"`
-	Server ServerMeta       `json:"server"`
+	// Edge is the machine that ran the heads; EdgeCPU the kernel CPU
+	// limit in cores it ran under (0: none); Server the one that ran the
+	// tails.
+	Edge    profiler.Machine `json:"edge_machine"`
+	EdgeCPU float64          `json:"edge_cpu"`
+	Server  ServerMeta       `json:"server"`
+	// Profiles are the profiles each model was planned from.
+	Profiles []ProfileMeta `json:"profiles"`
 	// Links are the grid's links, Presets every preset with its source.
 	Links   []LinkMeta `json:"links"`
 	Presets []LinkMeta `json:"presets"`
@@ -51,9 +56,33 @@ type Meta struct {
 
 // ServerMeta describes the server.
 type ServerMeta struct {
-	Kind    string           `json:"kind"`
-	Note    string           `json:"note"`
+	// Kind is "in-process" (the edge's own process, on loopback),
+	// "process" (a tracr serve process on this machine) or "remote".
+	Kind string `json:"kind"`
+	// Name is the server as tracr printed it (address, devices name).
+	Name string `json:"name"`
+	Note string `json:"note"`
+	// Machine is the server's machine, as its profile describes it (the
+	// edge's until a model is planned).
 	Machine profiler.Machine `json:"machine"`
+}
+
+// ProfileMeta says which profile a model was planned from on one side.
+type ProfileMeta struct {
+	Model string `json:"model"`
+	// Side is "edge" or "server".
+	Side    string    `json:"side"`
+	Created time.Time `json:"created"`
+	// AgeSeconds is how old the profile was when the model was planned.
+	AgeSeconds float64 `json:"age_seconds"`
+	Repeats    int     `json:"repeats"`
+	Threads    int     `json:"threads"`
+	Provider   string  `json:"provider"`
+	CPULimit   float64 `json:"cpu_limit,omitempty"`
+	// WholeMs is the profile's whole-model median.
+	WholeMs float64           `json:"whole_ms"`
+	Key     string            `json:"key,omitempty"`
+	Recheck *profiler.Recheck `json:"recheck,omitempty"`
 }
 
 // LinkMeta is a link in Mbit/s and ms.
@@ -118,8 +147,9 @@ func newMeta(ctx context.Context, spec *Spec, opts Options, path string) (*Meta,
 	}
 	m.ORT = v
 	m.Edge = profiler.DescribeMachine(ctx, "")
-	m.Server = ServerMeta{Kind: "loopback", Machine: m.Edge,
+	m.Server = ServerMeta{Kind: "in-process", Name: "local", Machine: m.Edge,
 		Note: "tracr's server in the same process, on the same machine as the edge, over real SSH on 127.0.0.1 with the link emulated on the connection"}
+	m.EdgeCPU = spec.EdgeCPU
 	m.Links = nil
 	for _, l := range spec.Links {
 		m.Links = append(m.Links, linkMeta(l.Name, l.Link.Up, l.Link.Down, l.Link.RTT, ""))
@@ -134,6 +164,42 @@ func newMeta(ctx context.Context, spec *Spec, opts Options, path string) (*Meta,
 
 func linkMeta(name string, up, down float64, rtt time.Duration, src string) LinkMeta {
 	return LinkMeta{Name: name, UpMbit: up / 1e6, DownMbit: down / 1e6, RTTms: ms(rtt), Source: src}
+}
+
+// connected records the server the sweep reached.
+func (m *Meta) connected(srv *runtime.Server, edgeCPU float64) {
+	m.Server.Name = srv.Name()
+	switch {
+	case !srv.Separate():
+		return // as newMeta says
+	case srv.Local():
+		m.Server.Kind = "process"
+		m.Server.Note = "tracr serve as its own process on this machine, over real SSH on 127.0.0.1 with the link emulated on the connection"
+		if edgeCPU > 0 {
+			m.Server.Note += fmt.Sprintf("; the edge (the sweep's process) limited to %g cores by the kernel, the server not", edgeCPU)
+		}
+	default:
+		m.Server.Kind = "remote"
+		m.Server.Note = "a tracr server on another machine, over SSH, with the link emulated on the edge's side of the connection on top of the real one"
+	}
+}
+
+// planned records the profiles a model was planned from, replacing those of
+// an earlier session for the same model.
+func (m *Meta) planned(model string, p *runtime.Planned, now time.Time) {
+	m.Profiles = slices.DeleteFunc(m.Profiles, func(pm ProfileMeta) bool { return pm.Model == model })
+	for _, side := range []struct {
+		name string
+		p    *profiler.Profile
+	}{{"edge", p.EdgeProfile}, {"server", p.ServerProfile}} {
+		pr := side.p
+		m.Profiles = append(m.Profiles, ProfileMeta{Model: model, Side: side.name, Created: pr.Created,
+			AgeSeconds: profileAge(pr, now).Seconds(), Repeats: pr.Repeats, Threads: pr.Threads, Provider: pr.Provider,
+			CPULimit: pr.CPULimit, WholeMs: ms(pr.Whole.Median), Key: pr.Key, Recheck: pr.Recheck})
+	}
+	if m.Server.Kind != "in-process" {
+		m.Server.Machine = p.ServerProfile.Machine
+	}
 }
 
 // finish closes the current session.

@@ -1,6 +1,7 @@
 // Package experiments runs experiment grids: a TOML spec (models x cuts x
 // links x codecs x strategies x repeats, and link traces for the adaptive
-// runtime) is run against a server on loopback whose link is emulated, one
+// runtime) is run against a server (local on loopback, or remote) whose
+// link is emulated, with the edge optionally under a kernel CPU limit, one
 // measurement per CSV row; the rows are then condensed into summary.md and
 // plots. tracr sweep is its command line.
 package experiments
@@ -572,4 +573,61 @@ func readText(path string) (string, error) {
 		return "", fmt.Errorf("sweep config: %w", err)
 	}
 	return string(b), nil
+}
+
+// server returns how to reach the spec's server, with the edge's link
+// emulated on every connection: "" is "local"; the devices file is Devices,
+// or devices.toml beside the spec when that exists; the key folder is Keys,
+// or keys beside the spec. Relative paths are the spec folder's.
+func (s *Spec) server(link *transport.LinkState) runtime.ServerSpec {
+	dir := filepath.Dir(s.Path)
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	devices := rel(s.Devices)
+	if devices == "" {
+		if p := filepath.Join(dir, "devices.toml"); fileExists(p) {
+			devices = p
+		}
+	}
+	keys := rel(s.Keys)
+	if keys == "" {
+		keys = filepath.Join(dir, "keys")
+	}
+	return runtime.ServerSpec{Name: s.Server, Devices: devices, KeyDir: keys, Link: link, EdgeCPU: s.EdgeCPU}
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// Overrides are command-line settings that replace the spec's.
+type Overrides struct {
+	// EdgeCPU replaces edge_cpu when EdgeCPUSet (0 is refused: a limit
+	// must be above 0).
+	EdgeCPU    float64
+	EdgeCPUSet bool
+	// Server, when not empty, replaces server.
+	Server string
+	// Fresh sets fresh_profiles.
+	Fresh bool
+}
+
+// Override applies o to the spec, checking each value as Load does.
+func (s *Spec) Override(o Overrides) error {
+	if o.EdgeCPUSet {
+		if err := (cpulimit.Limit{Cores: o.EdgeCPU}).Validate(); err != nil {
+			return fmt.Errorf("--edge-cpu: %w", err)
+		}
+		s.EdgeCPU = o.EdgeCPU
+	}
+	if o.Server != "" {
+		s.Server = o.Server
+	}
+	s.FreshProfiles = s.FreshProfiles || o.Fresh
+	return nil
 }

@@ -186,3 +186,36 @@ func TestPresets(t *testing.T) {
 		t.Errorf("explicit 4g = %+v, %v", l, err)
 	}
 }
+
+// TestSpecServer: the server's devices file and key folder are found
+// beside the spec, relative paths are the spec folder's, and Override
+// replaces the spec's settings after checking them.
+func TestSpecServer(t *testing.T) {
+	path := writeSpec(t, "edge_cpu = 0.5\n"+okSpec)
+	dir := filepath.Dir(path)
+	s, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := transport.NewLinkState(transport.Link{})
+	got := s.server(link)
+	if got.Devices != "" || got.KeyDir != filepath.Join(dir, "keys") || got.EdgeCPU != 0.5 || got.Link != link || got.Name != "" {
+		t.Errorf("without a devices file: %+v", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "devices.toml"), []byte("[servers.gpu]\naddresses = [\"10.0.0.2:2222\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.Server, s.Keys = "gpu", "mykeys"
+	if got := s.server(link); got.Devices != filepath.Join(dir, "devices.toml") || got.KeyDir != filepath.Join(dir, "mykeys") || got.Name != "gpu" {
+		t.Errorf("with devices.toml beside the spec: %+v", got)
+	}
+	if err := s.Override(Overrides{EdgeCPU: 0, EdgeCPUSet: true}); err == nil {
+		t.Error("Override accepted an edge limit of 0")
+	}
+	if err := s.Override(Overrides{EdgeCPU: 0.25, EdgeCPUSet: true, Server: "10.0.0.3:2222", Fresh: true}); err != nil {
+		t.Fatal(err)
+	}
+	if s.EdgeCPU != 0.25 || s.Server != "10.0.0.3:2222" || !s.FreshProfiles {
+		t.Errorf("after Override: edge %g, server %q, fresh %v", s.EdgeCPU, s.Server, s.FreshProfiles)
+	}
+}

@@ -343,13 +343,28 @@ func (s Summary) WriteMarkdown(w io.Writer, m *Meta) {
 	}
 	fmt.Fprintf(w, "# Sweep %s\n\n", name)
 	if m != nil {
-		fmt.Fprintf(w, "%s; edge and server: %s, %d logical cores (the server is tracr's, in the same process, over SSH on loopback with the link emulated). "+
-			"tracr %s, ONNX Runtime %s, commit `%s`.", m.Started.Format("2006-01-02 15:04 MST"), m.Edge.CPUModel, m.Edge.LogicalCores, m.Tracr, m.ORT, m.GitCommit)
+		fmt.Fprintf(w, "%s; edge: %s, %d logical cores", m.Started.Format("2006-01-02 15:04 MST"), m.Edge.CPUModel, m.Edge.LogicalCores)
+		if m.EdgeCPU > 0 {
+			fmt.Fprintf(w, ", limited to %g cores by the kernel", m.EdgeCPU)
+		}
+		fmt.Fprintf(w, "; server %s (%s): %s. tracr %s, ONNX Runtime %s, commit `%s`.", m.Server.Name, m.Server.Kind, m.Server.Note,
+			m.Tracr, m.ORT, m.GitCommit)
+
 		if n := len(m.Sessions); n > 0 && m.Sessions[n-1].LoadStart >= 0 && m.Sessions[n-1].LoadEnd >= 0 {
 			fmt.Fprintf(w, " Load average (1 min) at the start and end of the last session: %.2f and %.2f; other work on the machine shows in the timings.",
 				m.Sessions[n-1].LoadStart, m.Sessions[n-1].LoadEnd)
 		}
 		fmt.Fprintf(w, "\n\n")
+		for _, pm := range m.Profiles {
+			fmt.Fprintf(w, "- %s %s profile: %d repeats, %.0f s old when planned, whole model %.3f ms", pm.Model, pm.Side, pm.Repeats, pm.AgeSeconds, pm.WholeMs)
+			if pm.CPULimit > 0 {
+				fmt.Fprintf(w, " under %g cores", pm.CPULimit)
+			}
+			fmt.Fprintln(w)
+		}
+		if len(m.Profiles) > 0 {
+			fmt.Fprintln(w)
+		}
 	}
 	fmt.Fprintf(w, "%d rows: %d measured, %d skipped. Latencies are medians of the measured repeats in ms, each one request at a time, end to end "+
 		"(edge compute, encoding, transfer, server compute and post-processing, result back).\n\n", s.Rows, s.Measured, s.Skipped)

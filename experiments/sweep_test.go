@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -226,5 +228,88 @@ func TestSweepBadCut(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
 		t.Errorf("files left behind: %v", left)
+	}
+}
+
+// buildTracr builds the tracr command into a temporary folder, for the
+// server process of a limited edge.
+func buildTracr(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go tool not found to build tracr: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "tracr")
+	if out, err := exec.Command(goTool, "build", "-o", bin, "tracr/cmd/tracr").CombinedOutput(); err != nil {
+		t.Fatalf("go build tracr/cmd/tracr: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestSweepEdgeCPU: a sweep with an edge limit runs against a separate
+// server process, and every row and meta.json say which server, which
+// limit and which profiles (age, repeats); a second sweep reuses the
+// limited profiles from the cache and says how old they are, and fresh
+// profiles are measured again.
+func TestSweepEdgeCPU(t *testing.T) {
+	orttest.Require(t)
+	bin := buildTracr(t)
+	const text = "links = [\"gigabit\"]\nrepeats = 1\nedge_cpu = 0.5\nprofile_repeats = 2\nedge_threads = 1\n" +
+		"strategies = [\"edge-only\", \"planned\"]\n%s\n[[models]]\nname = \"mobilenetv2\"\nimg_size = 32\ncuts = \"none\"\n"
+	sweep := func(extra string) ([]Row, Meta) {
+		t.Helper()
+		spec, err := Load(writeSpec(t, fmt.Sprintf(text, extra)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if _, err := Run(context.Background(), spec, Options{Out: dir, Binary: bin}); err != nil {
+			if os.Getenv("TRACR_REQUIRE_CGROUP") == "" && strings.Contains(err.Error(), "cgroup") {
+				t.Skip(err)
+			}
+			t.Fatal(err)
+		}
+		rows, err := ReadRows(filepath.Join(dir, CSVName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var meta Meta
+		b, _ := os.ReadFile(filepath.Join(dir, MetaName))
+		if err := json.Unmarshal(b, &meta); err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 2 {
+			t.Fatalf("%d rows, want edge-only and planned", len(rows))
+		}
+		for _, r := range rows {
+			if !strings.Contains(r.ServerName, "tracr serve process") || r.EdgeCPU != 0.5 || r.EdgeRepeats != 2 || r.ServerRepeats != 2 {
+				t.Errorf("row %s: server %q, edge limit %g, repeats %d and %d; want the separate server, 0.5 and 2", r.Strategy,
+					r.ServerName, r.EdgeCPU, r.EdgeRepeats, r.ServerRepeats)
+			}
+		}
+		if meta.Server.Kind != "process" || meta.EdgeCPU != 0.5 || len(meta.Profiles) != 2 {
+			t.Fatalf("meta.json: server %+v, edge limit %g, %d profiles", meta.Server, meta.EdgeCPU, len(meta.Profiles))
+		}
+		if e, s := meta.Profiles[0], meta.Profiles[1]; e.Side != "edge" || e.CPULimit != 0.5 || s.Side != "server" || s.CPULimit != 0 || e.Repeats != 2 {
+			t.Errorf("meta.json profiles: %+v", meta.Profiles)
+		}
+		return rows, meta
+	}
+	_, first := sweep("fresh_profiles = true")
+	time.Sleep(1100 * time.Millisecond) // so that a reused profile is at least a second old
+	rows, cached := sweep("")
+	if rc := cached.Profiles[0].Recheck; rc == nil {
+		t.Errorf("second sweep: the cached edge profile was not rechecked")
+	} else if rc.Stale {
+		// The recheck found the machine's speed moved (other load): then
+		// profiling again, saying why, is right.
+		t.Logf("cached edge profile judged stale and measured again: %s", rc.Reason)
+	} else if !cached.Profiles[0].Created.Equal(first.Profiles[0].Created) || rows[0].EdgeProfileAge < time.Second {
+		t.Errorf("second sweep: edge profile from %v (first %v), %v old; want the cached one",
+			cached.Profiles[0].Created, first.Profiles[0].Created, rows[0].EdgeProfileAge)
+	}
+	_, fresh := sweep("fresh_profiles = true")
+	if !fresh.Profiles[0].Created.After(first.Profiles[0].Created) {
+		t.Errorf("fresh_profiles reused the profile from %v", first.Profiles[0].Created)
 	}
 }

@@ -300,6 +300,10 @@ func (s *Server) Close() error {
 // (see ServerSpec.EdgeCPU).
 func (s *Server) EdgeLimit() *cpulimit.Group { return s.limit }
 
+// Local reports whether the server was started by Connect on this machine
+// (in this process, or as its own tracr serve process).
+func (s *Server) Local() bool { return s.lb != nil || s.proc != nil }
+
 // Separate reports whether the server is another process (a remote
 // server, or the local one run as tracr serve), not this one.
 func (s *Server) Separate() bool { return s.lb == nil }

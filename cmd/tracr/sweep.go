@@ -27,10 +27,17 @@ func sweepCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output folder (default: the spec's out, ../results/<name> beside config/)"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue the sweep.csv in the output folder, skipping the rows it holds"},
 			&cli.BoolFlag{Name: "progress", Usage: "show the progress bar even when stderr is not a terminal"},
+			&cli.Float64Flag{Name: "edge-cpu", Usage: "limit the edge (this process) to this many cores with a kernel CPU limit, e.g. 0.1 (overrides the spec's edge_cpu); the local server then runs as its own process"},
+			&cli.StringFlag{Name: "server", Usage: "the server: local, a devices.toml name or host:port (overrides the spec's server)"},
+			&cli.BoolFlag{Name: "fresh", Usage: "profile both sides again even when profiles are cached (the spec's fresh_profiles)"},
 		},
 		Action: func(c *cli.Context) error {
 			spec, err := experiments.Load(c.String("config"))
 			if err != nil {
+				return err
+			}
+			if err := spec.Override(experiments.Overrides{EdgeCPU: c.Float64("edge-cpu"), EdgeCPUSet: c.IsSet("edge-cpu"),
+				Server: c.String("server"), Fresh: c.Bool("fresh")}); err != nil {
 				return err
 			}
 			// Ctrl-C ends the sweep between two rows: the CSV stays valid.
