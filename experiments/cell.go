@@ -121,8 +121,13 @@ func jpegItem(q, orig *runtime.Planned) item {
 	return item{strategy: ServerJPEG, plan: pl, skip: "no server-only JPEG candidate: the planner prices JPEG for detectors (image inputs) only"}
 }
 
+// sampleEvery is the step of cuts = "sampled": with the planner's top three
+// it measures every sampleEvery-th profiled cut (runtime.Planned.Oracle).
+const sampleEvery = 10
+
 // cutPlans returns the cut candidates a cell measures: the planner's best
-// three cuts, every profiled cut, or the listed ones. Cuts a resumed cell
+// three cuts, those and every tenth cut, every profiled cut, or the listed
+// ones. Cuts a resumed cell
 // already measured come first, with the encodings they were measured with.
 func (s *sweep) cutPlans(q, orig *runtime.Planned, m ModelSpec, prev []choice) []planner.Plan {
 	var out []planner.Plan
@@ -145,7 +150,7 @@ func (s *sweep) cutPlans(q, orig *runtime.Planned, m ModelSpec, prev []choice) [
 		return pl
 	}
 	switch m.Cuts.Mode {
-	case "planned":
+	case "planned", "sampled":
 		for _, ch := range prev {
 			if pl, ok := find(q, orig, ch); ok && !has(pl) && len(out) < plannedCuts {
 				out = append(out, pl)
@@ -157,6 +162,14 @@ func (s *sweep) cutPlans(q, orig *runtime.Planned, m ModelSpec, prev []choice) [
 			}
 			if pl.Candidate.Kind == planner.KindCut && pl.Feasible && !has(pl) {
 				out = append(out, pl)
+			}
+		}
+		if m.Cuts.Mode == "planned" {
+			break
+		}
+		for _, pl := range q.Oracle(sampleEvery) {
+			if pl.Candidate.Kind == planner.KindCut && !has(pl) {
+				out = append(out, byPrior(pl))
 			}
 		}
 	case "all":

@@ -240,8 +240,8 @@ func (s *sweep) measuredStrategies() []Strategy {
 // before planning.
 func cutEstimate(m ModelSpec) int {
 	switch m.Cuts.Mode {
-	case "planned":
-		return plannedCuts
+	case "planned", "sampled":
+		return plannedCuts // sampled: and more once the model's cuts are known
 	case "list":
 		return len(m.Cuts.IDs)
 	}

@@ -113,3 +113,36 @@ func TestItems(t *testing.T) {
 		})
 	}
 }
+
+// manyCuts is a planned model with 25 split cuts, the cheapest on any link
+// being the late ones (little to send), and edge-only last.
+func manyCuts(link planner.Link) *runtime.Planned {
+	ms := time.Millisecond
+	cands := []planner.Candidate{{Kind: planner.KindEdgeOnly, Cut: 26, Edge: 900 * ms},
+		{Kind: planner.KindServerRaw, Server: 10 * ms, Encodings: []planner.Encoding{{Codec: "raw", Bytes: 1 << 20}}}}
+	for i := 1; i <= 25; i++ {
+		cands = append(cands, planner.Candidate{Kind: planner.KindCut, Cut: i, Edge: time.Duration(i) * ms, Server: time.Duration(26-i) * ms,
+			Encodings: []planner.Encoding{{Codec: "raw", Bytes: int64(1000 * (26 - i))}}})
+	}
+	p := &runtime.Planned{Problem: planner.Problem{Candidates: cands}}
+	p.Reprice(link)
+	return p
+}
+
+// TestSampledCuts: cuts = "sampled" measures the planner's top three cuts
+// and every tenth cut, each once.
+func TestSampledCuts(t *testing.T) {
+	link := planner.Link{Up: 1e6, Down: 1e6, RTT: time.Millisecond}
+	p := manyCuts(link)
+	sp := &Spec{Strategies: []Strategy{Planned}, Repeats: 1, MaxRequestSeconds: 10}
+	s := &sweep{spec: sp, byCell: map[cellKey][]Row{}}
+	var names []string
+	for _, pl := range s.cutPlans(p, p, ModelSpec{Name: "m", Cuts: CutSet{Mode: "sampled"}}, nil) {
+		names = append(names, pl.Candidate.Name())
+	}
+	top := []string{p.Ranked[0].Candidate.Name(), p.Ranked[1].Candidate.Name(), p.Ranked[2].Candidate.Name()}
+	want := append(top, "cut 1", "cut 11", "cut 21")
+	if strings.Join(names, ", ") != strings.Join(want, ", ") {
+		t.Errorf("sampled cuts %s, want %s", strings.Join(names, ", "), strings.Join(want, ", "))
+	}
+}

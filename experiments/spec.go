@@ -249,8 +249,9 @@ func (c *CodecChoice) UnmarshalTOML(v any) error {
 
 // CutSet says which cuts a cell measures.
 type CutSet struct {
-	// Mode is "planned" (the planner's top three cuts), "all" (every
-	// profiled cut), "none", or "list" (IDs).
+	// Mode is "planned" (the planner's top three cuts), "sampled" (those
+	// and every tenth profiled cut: an oracle for models with hundreds of
+	// cuts), "all" (every profiled cut), "none", or "list" (IDs).
 	Mode string
 	IDs  []int
 }
@@ -260,11 +261,11 @@ func (c *CutSet) UnmarshalTOML(v any) error {
 	switch x := v.(type) {
 	case string:
 		switch x {
-		case "planned", "all", "none":
+		case "planned", "sampled", "all", "none":
 			*c = CutSet{Mode: x}
 			return nil
 		}
-		return fmt.Errorf("cuts %q: want \"planned\", \"all\", \"none\" or a list of cut IDs", x)
+		return fmt.Errorf("cuts %q: want \"planned\", \"sampled\", \"all\", \"none\" or a list of cut IDs", x)
 	case []any:
 		out := CutSet{Mode: "list"}
 		for _, e := range x {
@@ -283,7 +284,7 @@ func (c *CutSet) UnmarshalTOML(v any) error {
 		*c = out
 		return nil
 	}
-	return fmt.Errorf("cuts %v: want \"planned\", \"all\", \"none\" or a list of cut IDs", v)
+	return fmt.Errorf("cuts %v: want \"planned\", \"sampled\", \"all\", \"none\" or a list of cut IDs", v)
 }
 
 // TraceStep is one inline trace step, "SECONDS LINK".

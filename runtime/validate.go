@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"tracr/engine"
@@ -170,4 +171,43 @@ func encodeAll(ts []tensor.Tensor, spec transport.CodecSpec) ([]transport.WireTe
 		out[i] = w
 	}
 	return out, nil
+}
+
+// Oracle returns the plans a regret's "best measured" is taken over, so
+// that a better plan the planner missed shows up: the planner's top three,
+// every every-th split cut in cut order (every split cut when every <= 1),
+// and the baselines edge-only, server-only raw and server-only JPEG, each
+// with the encoding the planner prices best for it; feasible ones only,
+// each once, the chosen plan first.
+func (p *Planned) Oracle(every int) []planner.Plan {
+	every = max(every, 1)
+	var out []planner.Plan
+	seen := map[string]bool{}
+	add := func(pl planner.Plan) {
+		if name := pl.Candidate.Name(); pl.Feasible && !seen[name] {
+			seen[name] = true
+			out = append(out, pl)
+		}
+	}
+	for i, pl := range p.Ranked {
+		if i < 3 {
+			add(pl)
+		}
+	}
+	var cuts []planner.Plan
+	for _, pl := range p.Ranked {
+		switch pl.Candidate.Kind {
+		case planner.KindCut:
+			cuts = append(cuts, pl)
+		default:
+			add(pl) // edge-only and the server-only ones
+		}
+	}
+	slices.SortFunc(cuts, func(a, b planner.Plan) int { return a.Candidate.Cut - b.Candidate.Cut })
+	for i, pl := range cuts {
+		if i%every == 0 {
+			add(pl)
+		}
+	}
+	return out
 }

@@ -1,0 +1,59 @@
+package runtime
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"tracr/planner"
+)
+
+// TestOracle: the oracle set holds the planner's top three, every n-th
+// split cut, and the baselines, feasible ones only, each once, the chosen
+// plan first; every <= 1 means every cut.
+func TestOracle(t *testing.T) {
+	ms := time.Millisecond
+	cands := []planner.Candidate{
+		{Kind: planner.KindEdgeOnly, Cut: 30, Edge: 300 * ms},
+		{Kind: planner.KindServerRaw, Server: 10 * ms, Encodings: []planner.Encoding{{Codec: "raw", Bytes: 1 << 20}}},
+		{Kind: planner.KindServerJPEG, Server: 10 * ms, Encodings: []planner.Encoding{{Codec: "jpeg", Bytes: 30000, Lossy: true}}},
+	}
+	for i := 1; i <= 25; i++ {
+		cands = append(cands, planner.Candidate{Kind: planner.KindCut, Cut: i, Edge: time.Duration(10*i) * ms, Server: time.Duration(26-i) * ms,
+			Encodings: []planner.Encoding{{Codec: "raw", Bytes: int64(4000 * (26 - i))}}})
+	}
+	// Cut 11 sends more than the budget admits: infeasible.
+	cands[3+10].Encodings[0].Bytes = 1 << 30
+	p := &Planned{Problem: planner.Problem{Candidates: cands, AllowLossy: true, MaxBytes: 1 << 28}}
+	p.Reprice(planner.Link{Up: 8e6, Down: 8e6, RTT: ms})
+	names := func(pls []planner.Plan) string {
+		var out []string
+		for _, pl := range pls {
+			out = append(out, pl.Candidate.Name())
+		}
+		return strings.Join(out, ", ")
+	}
+	got := p.Oracle(10)
+	top := names(p.Ranked[:3])
+	if !strings.HasPrefix(names(got), top) {
+		t.Errorf("oracle(10) = %s, want the top three (%s) first", names(got), top)
+	}
+	seen := map[string]bool{}
+	for _, pl := range got {
+		if !pl.Feasible || seen[pl.Candidate.Name()] {
+			t.Errorf("oracle holds %s (feasible %v, twice %v)", pl.Candidate.Name(), pl.Feasible, seen[pl.Candidate.Name()])
+		}
+		seen[pl.Candidate.Name()] = true
+	}
+	for _, want := range []string{"edge-only", "server-only (raw)", "server-only (jpeg)", "cut 1", "cut 21"} {
+		if !seen[want] {
+			t.Errorf("oracle(10) lacks %s: %s", want, names(got))
+		}
+	}
+	if seen["cut 11"] || seen["cut 5"] {
+		t.Errorf("oracle(10) holds an infeasible or unsampled cut: %s", names(got))
+	}
+	if all := p.Oracle(1); len(all) != len(cands)-1 {
+		t.Errorf("oracle(1) has %d plans, want every feasible candidate (%d): %s", len(all), len(cands)-1, names(all))
+	}
+}
