@@ -22,6 +22,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"tracr/cpulimit"
 	"tracr/engine"
 	"tracr/graph"
 	"tracr/quantile"
@@ -34,7 +35,17 @@ type Options struct {
 	Quick bool
 	// Log receives a line per step (nil: none).
 	Log io.Writer
+	// EdgeCPU is the limited edge's share of this machine's cores for the
+	// sections measured in that regime (0: DefaultEdgeCPU).
+	EdgeCPU float64
+	// Binary is the tracr executable the server process of the limited
+	// regime runs as ("" = this one).
+	Binary string
 }
+
+// DefaultEdgeCPU is the limited edge of the bench: at a fifth of a core
+// YOLOv8n's best plan moves from a split to edge-only as the link slows.
+const DefaultEdgeCPU = 0.2
 
 // Figure is one headline number with the two measurements it compares.
 type Figure struct {
@@ -91,6 +102,12 @@ func (b *bencher) add(f Figure) { b.report.Figures = append(b.report.Figures, f)
 // is listed in Report.Failed and the others still run; the error is for
 // what stops the whole run (ONNX Runtime missing, ctx ended).
 func Run(ctx context.Context, opts Options) (*Report, error) {
+	if opts.EdgeCPU == 0 {
+		opts.EdgeCPU = DefaultEdgeCPU
+	}
+	if err := (cpulimit.Limit{Cores: opts.EdgeCPU}).Validate(); err != nil {
+		return nil, fmt.Errorf("bench: edge %w", err)
+	}
 	if err := engine.Init(); err != nil {
 		return nil, err
 	}
@@ -110,8 +127,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		run  func(context.Context) error
 	}{
 		{"machine: work after an idle gap", b.machine},
-		{"regret and prediction error", b.planning},
-		{"runtime overhead, throughput and adaptation", b.pipeline},
+		{"regret and prediction error, edge as is", b.planningAsIs},
+		{fmt.Sprintf("regret and prediction error, edge limited to %g cores", opts.EdgeCPU), b.planningLimited},
+		{"runtime overhead and throughput", b.pipeline},
+		{fmt.Sprintf("adaptation, edge limited to %g cores", opts.EdgeCPU), b.adaptationLimited},
 		{"SSH channel vs TCP", b.channel},
 		{"codecs", b.codecs},
 	}

@@ -17,15 +17,15 @@ import (
 // pipelineModel is the model the runtime sections run.
 func (b *bencher) pipelineModel() model {
 	if b.opts.Quick {
-		return model{"yolov8n", 160}
+		return model{name: "yolov8n", size: 160}
 	}
-	return model{"yolov8n", 320}
+	return model{name: "yolov8n", size: 320}
 }
 
 // pipeline measures the runtime's overhead and pipelined throughput at the
-// best split cut on Wi-Fi, and adaptation on a stepping link trace.
+// best split cut on Wi-Fi.
 func (b *bencher) pipeline(ctx context.Context) error {
-	tb, err := b.newTestbed(ctx)
+	tb, err := b.newTestbed(ctx, regime{})
 	if err != nil {
 		return err
 	}
@@ -35,9 +35,16 @@ func (b *bencher) pipeline(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("plan %s: %w", m, err)
 	}
-	if err := b.overhead(ctx, tb, p, m); err != nil {
+	return b.overhead(ctx, tb, p, m)
+}
+
+// adaptationLimited measures adaptation with the edge limited.
+func (b *bencher) adaptationLimited(ctx context.Context) error {
+	tb, err := b.newTestbed(ctx, b.limited())
+	if err != nil {
 		return err
 	}
+	defer tb.close()
 	return b.adaptation(ctx, tb, adaptModel)
 }
 
@@ -118,14 +125,6 @@ func onTrace(ctx context.Context, tb *testbed, p *tr.Planned, t transport.Trace,
 	return execute(ctx, tb, p, opts, n)
 }
 
-// adaptSlowdown is how many times slower than this machine the
-// adaptation section emulates the edge (planned and run): the server here
-// is the same machine, so without it edge-only wins on every link and
-// there is nothing to adapt between. At 10x, yolov8n at 160 and 320
-// pixels is best split (cut 22) at 50 Mbit/s and edge-only at 2 Mbit/s;
-// adaptation checks that from the ranking before it runs.
-const adaptSlowdown = 10
-
 // adaptInFlight is the requests in flight of every adaptation run.
 const adaptInFlight = 3
 
@@ -133,7 +132,7 @@ const adaptInFlight = 3
 // pixels the split's edge over edge-only at 50 Mbit/s (about 20%
 // predicted) is lost to queueing with requests in flight on this
 // machine; at 320 it holds (about 150 ms against 240 ms measured).
-var adaptModel = model{"yolov8n", 320}
+var adaptModel = model{name: "yolov8n", size: 320}
 
 // adaptRuns returns the requests per run and the rounds of the
 // adaptation section. A switch costs the requests caught on the link by
@@ -147,7 +146,7 @@ func (b *bencher) adaptRuns() (requests, rounds int) {
 	if b.opts.Quick {
 		return 50, 1
 	}
-	return 80, 3
+	return 80, 5
 }
 
 // adaptBefore is the share of an adaptation run's requests that start
@@ -217,11 +216,11 @@ func adaptStatics(p *tr.Planned, t transport.Trace) ([]planner.Plan, error) {
 	first, last := t[0].Link, t[len(t)-1].Link
 	p.Reprice(planner.Link(last))
 	if best := p.Ranked[0]; best.Candidate.Kind != planner.KindEdgeOnly {
-		return nil, fmt.Errorf("with the edge %gx slower, %s is best at %s, not edge-only: nothing to adapt to", p.EdgeSlowdown, planName(best), last)
+		return nil, fmt.Errorf("with the edge at %g cores, %s is best at %s, not edge-only: nothing to adapt to", p.EdgeCPU, planName(best), last)
 	}
 	p.Reprice(planner.Link(first))
 	if best := p.Ranked[0]; best.Candidate.Kind != planner.KindCut || !best.Feasible {
-		return nil, fmt.Errorf("with the edge %gx slower, %s is best at %s, not a split cut: nothing to adapt from", p.EdgeSlowdown, planName(best), first)
+		return nil, fmt.Errorf("with the edge at %g cores, %s is best at %s, not a split cut: nothing to adapt from", p.EdgeCPU, planName(best), first)
 	}
 	return statics, nil
 }
@@ -237,7 +236,7 @@ type adaptSetup struct {
 	measured  time.Duration // and its measured one
 }
 
-// adaptation plans the model for an edge adaptSlowdown times slower, and
+// adaptation plans the model for tb's edge (limited by the kernel), and
 // runs it adaptively on a link that steps from 50 to 2 Mbit/s with about
 // adaptBefore of the requests before the step, then each static plan that
 // is best somewhere on the trace (and edge-only) on the same trace, in
@@ -251,12 +250,12 @@ func (b *bencher) adaptation(ctx context.Context, tb *testbed, m model) error {
 		return fmt.Errorf("adaptation %s: %w", m, err)
 	}
 	t := stepTrace(st.step)
-	scope := fmt.Sprintf("%s, 50 -> 2 Mbit/s at %.2f s, edge %dx", m, st.step.Seconds(), adaptSlowdown)
+	scope := fmt.Sprintf("%s, %s, 50 -> 2 Mbit/s at %.2f s", tb.regime, m, st.step.Seconds())
 	b.logf("adaptation %s: statics %s", scope, strings.Join(names(st.statics), ", "))
 	var adaptive []*tr.Outcome
 	static := make([][]time.Duration, len(st.statics))
 	for round := 0; round < rounds; round++ {
-		exec := tr.ExecOptions{Adaptive: true, InFlight: adaptInFlight, EdgeSlowdown: adaptSlowdown}
+		exec := tr.ExecOptions{Adaptive: true, InFlight: adaptInFlight}
 		out, err := onTrace(ctx, tb, st.p, t, exec, n)
 		if err != nil {
 			return fmt.Errorf("adaptive run %d: %w", round+1, err)
@@ -266,7 +265,7 @@ func (b *bencher) adaptation(ctx context.Context, tb *testbed, m model) error {
 			if round > 0 && farBehind(static, i) {
 				continue
 			}
-			exec := tr.ExecOptions{Plan: pl, InFlight: adaptInFlight, EdgeSlowdown: adaptSlowdown}
+			exec := tr.ExecOptions{Plan: pl, InFlight: adaptInFlight}
 			out, err := onTrace(ctx, tb, st.p, t, exec, n)
 			if err != nil {
 				return fmt.Errorf("static %s run %d: %w", planName(pl), round+1, err)
@@ -275,7 +274,7 @@ func (b *bencher) adaptation(ctx context.Context, tb *testbed, m model) error {
 		}
 	}
 	tb.state.Set(transport.Link{})
-	b.adaptFigures(scope, st, n, adaptive, static)
+	b.adaptFigures(scope, tb.regime, st, n, adaptive, static)
 	b.logf("adaptation took %.1f s (%d round(s) of up to %d runs of %d requests)", time.Since(t0).Seconds(), rounds, 1+len(st.statics), n)
 	return nil
 }
@@ -293,19 +292,15 @@ func farBehind(static [][]time.Duration, i int) bool {
 	return len(static[i]) > 0 && static[i][0] > 2*best
 }
 
-// adaptSetup plans m for the slower edge, checks that the trace has
+// adaptSetup plans m for tb's edge, checks that the trace has
 // something to adapt to, and times the step: the 50 Mbit/s plan runs
 // beforeStep(n) requests on the 50 Mbit/s link, and the step comes when, at their
 // measured pace, the next would start. Measured rather than predicted:
-// on this shared machine the emulated edge multiplies every stall of the
-// real compute by the slowdown, and the runtime adds its own overhead.
+// the runtime adds its own overhead to the planner's stages.
 func (b *bencher) adaptSetup(ctx context.Context, tb *testbed, m model, n int) (*adaptSetup, error) {
-	tb.state.Set(transport.Link{})
-	unlimited := planner.Link{Up: 1e9, Down: 1e9, RTT: time.Millisecond}
-	p, err := tr.Plan(ctx, tb.c, tr.PlanOptions{Model: m.name, ImgSize: m.size, EdgeThreads: 1, EdgeSlowdown: adaptSlowdown,
-		Repeats: b.repeats, Link: &unlimited, Preload: tb.srv.Preload, ProfileDir: b.profiles})
+	p, err := b.plan(ctx, tb, m)
 	if err != nil {
-		return nil, fmt.Errorf("plan with the edge %dx slower: %w", adaptSlowdown, err)
+		return nil, fmt.Errorf("plan with the %s: %w", tb.regime, err)
 	}
 	t := stepTrace(time.Second) // when the step comes does not change the plans
 	statics, err := adaptStatics(p, t)
@@ -313,7 +308,7 @@ func (b *bencher) adaptSetup(ctx context.Context, tb *testbed, m model, n int) (
 		return nil, err
 	}
 	first, k := p.Ranked[0], beforeStep(n)
-	out, err := onTrace(ctx, tb, p, t[:1], tr.ExecOptions{Plan: first, InFlight: adaptInFlight, EdgeSlowdown: adaptSlowdown}, k)
+	out, err := onTrace(ctx, tb, p, t[:1], tr.ExecOptions{Plan: first, InFlight: adaptInFlight}, k)
 	tb.state.Set(transport.Link{})
 	if err != nil {
 		return nil, fmt.Errorf("time %s at %s: %w", planName(first), t[0].Link, err)
@@ -331,7 +326,7 @@ func (b *bencher) adaptSetup(ctx context.Context, tb *testbed, m model, n int) (
 // adaptFigures reports the adaptation runs: the median requests to switch
 // after the step, and the median adaptive mean over the best static's
 // median mean. static[i] holds statics[i]'s mean per round.
-func (b *bencher) adaptFigures(scope string, st *adaptSetup, n int, adaptive []*tr.Outcome, static [][]time.Duration) {
+func (b *bencher) adaptFigures(scope string, r regime, st *adaptSetup, n int, adaptive []*tr.Outcome, static [][]time.Duration) {
 	step, statics := st.step, st.statics
 	var switches, means []float64
 	var moves, before []string
@@ -348,8 +343,8 @@ func (b *bencher) adaptFigures(scope string, st *adaptSetup, n int, adaptive []*
 		}
 		before = append(before, strconv.Itoa(started))
 	}
-	how := fmt.Sprintf("Execute, edge emulated %dx slower (planned and run), %d requests, %d in flight; %d round(s) of adaptive then each static, interleaved (a static over twice the best static in round 1 runs once); step after %d requests at the 50 Mbit/s plan's measured interval (%.1f ms; predicted %.1f ms)",
-		adaptSlowdown, n, adaptInFlight, len(adaptive), beforeStep(n), msf(st.measured), msf(st.predicted))
+	how := fmt.Sprintf("Execute, %s (planned and run), %d requests, %d in flight; %d round(s) of adaptive then each static, interleaved (a static over twice the best static in round 1 runs once); step after %d requests at the 50 Mbit/s plan's measured interval (%.1f ms; predicted %.1f ms)",
+		r.how(), n, adaptInFlight, len(adaptive), beforeStep(n), msf(st.measured), msf(st.predicted))
 	b.add(Figure{Section: "adaptation", Scope: scope, Metric: "requests to switch after the step", Value: medianSwitch(switches), Unit: "req",
 		Detail: fmt.Sprintf("runs: %s; requests started before the step: %s of %d", strings.Join(moves, "; "), strings.Join(before, ", "), n),
 		How:    how + "; median over adaptive runs of the requests started after the step until the first on another plan"})

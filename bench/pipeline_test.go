@@ -115,14 +115,14 @@ func TestAdaptStatics(t *testing.T) {
 		want  []string // statics; nil: an error that says err
 		err   string
 	}{
-		{"edge 10x slower", []planner.Candidate{serverOnly(307200), cut22(8), edgeOnly(62)}, []string{"cut 22 raw+lz4", "edge-only"}, ""},
+		{"edge limited", []planner.Candidate{serverOnly(307200), cut22(8), edgeOnly(62)}, []string{"cut 22 raw+lz4", "edge-only"}, ""},
 		{"edge at full speed", []planner.Candidate{serverOnly(307200), cut22(0.8), edgeOnly(6.2)}, nil, "not a split cut"},
 		{"server-only best at 50 Mbit/s", []planner.Candidate{serverOnly(30000), cut22(8), edgeOnly(62)}, nil, "server-only (raw) raw is best"},
 		{"split still best at 2 Mbit/s", []planner.Candidate{serverOnly(307200), cut22(8), edgeOnly(2000)}, nil, "not edge-only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &tr.Planned{EdgeSlowdown: adaptSlowdown, Problem: planner.Problem{Candidates: tt.cands}}
+			p := &tr.Planned{EdgeCPU: 0.2, Problem: planner.Problem{Candidates: tt.cands}}
 			trace := stepTrace(time.Second)
 			statics, err := adaptStatics(p, trace)
 			if tt.want == nil {

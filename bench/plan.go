@@ -36,21 +36,26 @@ func (b *bencher) links() []link {
 	return all
 }
 
-// model is a zoo model at an input size.
+// model is a zoo model at an input size; every is the step of the oracle
+// set's cuts (runtime.Planned.Oracle): 1 measures every cut.
 type model struct {
-	name string
-	size int
+	name  string
+	size  int
+	every int
 }
 
 func (m model) String() string { return fmt.Sprintf("%s@%d", m.name, m.size) }
 
+// models are the planning sections' models: every cut of the classifiers
+// is measured, every tenth of YOLOv8n's (232 nodes) besides the planner's
+// top three.
 func (b *bencher) models() []model {
 	if b.opts.Quick {
 		// Profiles are measured fresh in every run (see bencher.profiles);
 		// AlexNet's take 25 s here, which quick cannot afford.
-		return []model{{"mobilenetv2", 224}, {"yolov8n", 160}}
+		return []model{{"mobilenetv2", 224, 1}, {"yolov8n", 160, 10}}
 	}
-	return []model{{"alexnet", 0}, {"yolov8n", 320}}
+	return []model{{"alexnet", 0, 1}, {"yolov8n", 320, 10}}
 }
 
 // budget is the longest predicted request measured; slower candidates are
@@ -67,16 +72,41 @@ func (b *bencher) budget() time.Duration {
 // one side's compute from depending on the other's load.
 var oneThread = engine.Options{Threads: 1}
 
-// testbed is a loopback server with an emulated link and a connection.
-type testbed struct {
-	state *transport.LinkState
-	srv   *tr.Server
-	c     *transport.Client
+// regime is how the edge runs: as it is (edgeCPU 0, the server in this
+// process), or limited to edgeCPU cores by the kernel (the server a
+// separate tracr serve process, not limited).
+type regime struct{ edgeCPU float64 }
+
+func (r regime) String() string {
+	if r.edgeCPU > 0 {
+		return fmt.Sprintf("edge %g cores", r.edgeCPU)
+	}
+	return "edge as is"
 }
 
-func (b *bencher) newTestbed(ctx context.Context) (*testbed, error) {
+// how says how the regime's edge and server run, for a figure's How.
+func (r regime) how() string {
+	if r.edgeCPU > 0 {
+		return fmt.Sprintf("edge (this process) limited to %g cores by the kernel's CPU bandwidth control, server a separate tracr serve process, not limited", r.edgeCPU)
+	}
+	return "edge and server unlimited, the server in this process"
+}
+
+// limited is the regime of the limited edge.
+func (b *bencher) limited() regime { return regime{edgeCPU: b.opts.EdgeCPU} }
+
+// testbed is a loopback server with an emulated link and a connection.
+type testbed struct {
+	regime regime
+	state  *transport.LinkState
+	srv    *tr.Server
+	c      *transport.Client
+}
+
+func (b *bencher) newTestbed(ctx context.Context, r regime) (*testbed, error) {
 	state := transport.NewLinkState(transport.Link{})
-	srv, err := tr.Connect(ctx, tr.ServerSpec{Link: state, Local: tr.LocalServer{Threads: oneThread.Threads, ProfileDir: b.profiles}})
+	srv, err := tr.Connect(ctx, tr.ServerSpec{Link: state, EdgeCPU: r.edgeCPU,
+		Local: tr.LocalServer{Threads: oneThread.Threads, ProfileDir: b.profiles, Binary: b.opts.Binary}})
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +115,7 @@ func (b *bencher) newTestbed(ctx context.Context) (*testbed, error) {
 		srv.Close()
 		return nil, err
 	}
-	return &testbed{state: state, srv: srv, c: c}, nil
+	return &testbed{regime: r, state: state, srv: srv, c: c}, nil
 }
 
 func (tb *testbed) close() {
@@ -98,91 +128,132 @@ func (b *bencher) plan(ctx context.Context, tb *testbed, m model) (*tr.Planned, 
 	tb.state.Set(transport.Link{})
 	unlimited := planner.Link{Up: 1e9, Down: 1e9, RTT: time.Millisecond}
 	return tr.Plan(ctx, tb.c, tr.PlanOptions{Model: m.name, ImgSize: m.size, EdgeThreads: 1, Repeats: b.repeats,
-		Link: &unlimited, Preload: tb.srv.Preload, ProfileDir: b.profiles})
+		Link: &unlimited, Preload: tb.srv.Preload, ProfileDir: b.profiles, EdgeCPU: tb.regime.edgeCPU})
+}
+
+// planningAsIs and planningLimited are the planning sections of the two
+// regimes.
+func (b *bencher) planningAsIs(ctx context.Context) error   { return b.planning(ctx, regime{}) }
+func (b *bencher) planningLimited(ctx context.Context) error { return b.planning(ctx, b.limited()) }
+
+// cellResult is one model x link cell's outcome.
+type cellResult struct {
+	regret, predErr float64 // NaN when the chosen plan was not measured
+	// chosen is the planned candidate's kind, name the plan's name.
+	chosen planner.Kind
+	name   string
 }
 
 // planning measures, per model and link, the planner's choice against the
-// other top candidates and the two baselines.
-func (b *bencher) planning(ctx context.Context) error {
-	tb, err := b.newTestbed(ctx)
+// oracle set, with the edge in regime r.
+func (b *bencher) planning(ctx context.Context, r regime) error {
+	tb, err := b.newTestbed(ctx, r)
 	if err != nil {
 		return err
 	}
 	defer tb.close()
 	var regrets, errs []float64
+	var split, cells int
+	var choices []string
 	for _, m := range b.models() {
 		p, err := b.plan(ctx, tb, m)
 		if err != nil {
 			return fmt.Errorf("plan %s: %w", m, err)
 		}
 		m.size = p.Spec.ImgSize
-		b.logf("%s planned in %.1f s (%d candidates)", m, p.Took.Seconds(), len(p.Ranked))
+		b.logf("%s, %s: planned in %.1f s (%d candidates)", r, m, p.Took.Seconds(), len(p.Ranked))
 		for _, l := range b.links() {
-			r, e, err := b.cell(ctx, tb, p, m, l)
+			res, err := b.cell(ctx, tb, p, m, l)
 			if err != nil {
 				return fmt.Errorf("%s on %s: %w", m, l.name, err)
 			}
-			if !math.IsNaN(r) {
-				regrets, errs = append(regrets, r), append(errs, e)
+			cells++
+			if res.chosen != planner.KindEdgeOnly {
+				split++
+			}
+			choices = append(choices, fmt.Sprintf("%s %s: %s", m, l.name, res.name))
+			if !math.IsNaN(res.regret) {
+				regrets, errs = append(regrets, res.regret), append(errs, res.predErr)
 			}
 		}
 	}
 	tb.state.Set(transport.Link{})
-	how := "median over the model x link cells above"
-	b.add(Figure{Section: "regret", Scope: "all cells", Metric: "median regret", Value: median(regrets), Unit: "x",
-		Detail: maxText(regrets), How: how})
-	b.add(Figure{Section: "prediction", Scope: "all cells", Metric: "median |pred-meas|/meas", Value: median(errs), Unit: "x",
-		Detail: fmt.Sprintf("%d cells", len(errs)), How: how + "; chosen plan, end to end"})
+	scope := r.String() + ", all cells"
+	how := "over the model x link cells above; " + r.how()
+	b.add(Figure{Section: "regret", Scope: scope, Metric: "median regret", Value: median(regrets), Unit: "x",
+		Detail: maxText(regrets), How: "median " + how})
+	worst := math.NaN()
+	if len(regrets) > 0 {
+		worst = slices.Max(regrets)
+	}
+	b.add(Figure{Section: "regret", Scope: scope, Metric: "worst regret", Value: worst, Unit: "x",
+		Detail: fmt.Sprintf("%d cells measured", len(regrets)), How: "max " + how})
+	b.add(Figure{Section: "prediction", Scope: scope, Metric: "median |pred-meas|/meas", Value: median(errs), Unit: "x",
+		Detail: fmt.Sprintf("%d cells", len(errs)), How: "median " + how + "; chosen plan, end to end"})
+	b.add(Figure{Section: "regret", Scope: scope, Metric: "cells choosing a split or server-only", Value: float64(split), Unit: "cells",
+		Detail: fmt.Sprintf("%d of %d: %s", split, cells, strings.Join(choices, "; ")), How: "the planner's choice per cell; " + r.how()})
 	return nil
 }
 
-// cell measures one model on one link: the planner's top three, edge-only
-// and server-only, each with Measure (one request at a time, a warm-up,
-// then the median of repeats). It returns the regret and the chosen plan's
-// prediction error (NaN when nothing could be measured).
-func (b *bencher) cell(ctx context.Context, tb *testbed, p *tr.Planned, m model, l link) (float64, float64, error) {
+// cell measures one model on one link: every plan of the oracle set (the
+// planner's top three, every m.every-th cut, edge-only and both
+// server-only plans), each with Measure (one request at a time, a
+// warm-up, then the median of repeats). It returns the regret of the
+// planner's choice over the best measured plan and the choice's
+// prediction error (NaN when it could not be measured).
+func (b *bencher) cell(ctx context.Context, tb *testbed, p *tr.Planned, m model, l link) (cellResult, error) {
 	p.Reprice(planner.Link(l.l))
 	tb.state.Set(l.l)
-	cands := p.Contenders()
-	scope := m.String() + " " + l.name
+	top := p.Ranked[0]
+	res := cellResult{regret: math.NaN(), predErr: math.NaN(), chosen: top.Candidate.Kind, name: planName(top)}
+	set := p.Oracle(m.every)
+	scope := fmt.Sprintf("%s, %s %s", tb.regime, m, l.name)
 	var skipped []string
 	best, bestName := time.Duration(math.MaxInt64), ""
 	var chosen *tr.Measurement
-	for i, pl := range cands {
-		name := pl.Candidate.Name() + " " + pl.Encoding.Codec
+	measured := 0
+	for _, pl := range set {
+		name := planName(pl)
 		if pl.Breakdown.Total > b.budget() {
-			skipped = append(skipped, fmt.Sprintf("%s (predicted %.1f s)", strings.TrimSpace(name), pl.Breakdown.Total.Seconds()))
+			skipped = append(skipped, fmt.Sprintf("%s (predicted %.1f s)", name, pl.Breakdown.Total.Seconds()))
 			continue
 		}
 		meas, err := p.Measure(ctx, tb.c, pl, b.repeats)
 		if err != nil {
-			return 0, 0, err
+			return res, fmt.Errorf("measure %s: %w", name, err)
 		}
-		if i == 0 {
+		measured++
+		if pl.Candidate.Name() == top.Candidate.Name() {
 			chosen = &meas
 		}
 		if meas.Total < best {
-			best, bestName = meas.Total, strings.TrimSpace(name)
+			best, bestName = meas.Total, name
 		}
 	}
-	how := fmt.Sprintf("Measure: loopback SSH, emulated link, 1 request at a time, median of %d; top 3 + edge-only + server-only; over %.1f s predicted skipped", b.repeats, b.budget().Seconds())
+	cutsHow := "every cut"
+	if m.every > 1 {
+		cutsHow = fmt.Sprintf("every %dth cut", m.every)
+	}
+	how := fmt.Sprintf("Measure: loopback SSH, emulated link, 1 request at a time, median of %d; oracle set: planner's top 3, %s, edge-only, server-only raw and JPEG; over %.1f s predicted skipped; %s",
+		b.repeats, cutsHow, b.budget().Seconds(), tb.regime.how())
+	skipText := ""
+	if len(skipped) > 0 {
+		skipText = fmt.Sprintf("; skipped %d: %s", len(skipped), strings.Join(skipped, ", "))
+	}
 	if chosen == nil {
 		b.add(Figure{Section: "regret", Scope: scope, Metric: "planned / best measured", Value: math.NaN(), Unit: "x",
-			Detail: "planned candidate over budget, not measured; skipped " + strings.Join(skipped, ", "), How: how})
-		return math.NaN(), math.NaN(), nil
+			Detail: fmt.Sprintf("chose %s, over budget or infeasible, not measured%s", planName(top), skipText), How: how})
+		return res, nil
 	}
-	top := cands[0]
-	regret := ratio(float64(chosen.Total), float64(best))
-	predErr := math.Abs(float64(top.Breakdown.Total-chosen.Total)) / float64(chosen.Total)
-	detail := fmt.Sprintf("planned %s %.1f ms vs best %s %.1f ms", strings.TrimSpace(top.Candidate.Name()+" "+top.Encoding.Codec), msf(chosen.Total), bestName, msf(best))
-	if len(skipped) > 0 {
-		detail += "; skipped " + strings.Join(skipped, ", ")
-	}
-	b.add(Figure{Section: "regret", Scope: scope, Metric: "planned / best measured", Value: regret, Unit: "x", Detail: detail, How: how})
-	b.add(Figure{Section: "prediction", Scope: scope, Metric: "|pred-meas|/meas", Value: predErr, Unit: "x",
-		Detail: fmt.Sprintf("predicted %.1f ms, measured %.1f ms", msf(top.Breakdown.Total), msf(chosen.Total)), How: "chosen plan, end to end, same Measure"})
-	b.logf("%s: regret %.3f, prediction error %.3f", scope, regret, predErr)
-	return regret, predErr, nil
+	res.regret = ratio(float64(chosen.Total), float64(best))
+	res.predErr = math.Abs(float64(top.Breakdown.Total-chosen.Total)) / float64(chosen.Total)
+	detail := fmt.Sprintf("chose %s: %.1f ms measured; best of %d measured: %s %.1f ms%s", planName(top), msf(chosen.Total), measured, bestName, msf(best), skipText)
+	b.add(Figure{Section: "regret", Scope: scope, Metric: "planned / best measured", Value: res.regret, Unit: "x", Detail: detail, How: how})
+	b.add(Figure{Section: "prediction", Scope: scope, Metric: "|pred-meas|/meas", Value: res.predErr, Unit: "x",
+		Detail: fmt.Sprintf("chose %s: predicted %.1f ms, measured %.1f ms", planName(top), msf(top.Breakdown.Total), msf(chosen.Total)),
+		How:    "chosen plan, end to end, same Measure; " + tb.regime.how()})
+	b.logf("%s: chose %s, regret %.3f, prediction error %.3f (%d measured)", scope, planName(top), res.regret, res.predErr, measured)
+	return res, nil
 }
 
 // maxText describes the largest regret.

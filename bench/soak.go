@@ -64,12 +64,12 @@ func Soak(ctx context.Context, opts SoakOptions) (*SoakResult, error) {
 		return nil, errors.New("soak: want clients > 0 and a duration")
 	}
 	b := &bencher{opts: Options{Quick: true, Log: opts.Log}, report: &Report{}, repeats: 3}
-	tb, err := b.newTestbed(ctx)
+	tb, err := b.newTestbed(ctx, regime{})
 	if err != nil {
 		return nil, err
 	}
 	defer tb.close()
-	m := model{"yolov8n", 160}
+	m := model{name: "yolov8n", size: 160}
 	p, err := b.plan(ctx, tb, m)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", m, err)

@@ -46,7 +46,8 @@ var (
 
 // WritePlots draws the summary's figures into dir as PNG and SVG and
 // returns the files written: the latency breakdown of every plan measured
-// per cell, latency against uplink bandwidth per strategy, the planner's
+// per cell, latency against uplink bandwidth per strategy, the best cut
+// against uplink bandwidth (planned beside measured), the planner's
 // regret per scenario, and a timeline per trace run. A figure with nothing
 // to show is not written.
 func WritePlots(dir string, s Summary) ([]string, error) {
@@ -63,6 +64,11 @@ func WritePlots(dir string, s Summary) ([]string, error) {
 		}
 		if rows := bandwidthFigure(s.Cells); len(rows) > 0 {
 			if err := save(BandwidthPlot, rows, 6.5*vg.Inch, vg.Length(len(rows))*4*vg.Inch); err != nil {
+				return files, err
+			}
+		}
+		if rows := bestCutFigure(s.Cells); len(rows) > 0 {
+			if err := save(BestCutPlot, rows, 11*vg.Inch, vg.Length(len(rows))*4*vg.Inch); err != nil {
 				return files, err
 			}
 		}
@@ -741,6 +747,100 @@ func stepXYs(pts plotter.XYs) plotter.XYs {
 			out = append(out, plotter.XY{X: p.X, Y: pts[i-1].Y})
 		}
 		out = append(out, p)
+	}
+	return out
+}
+
+// BestCutPlot is the figure of the best cut against the uplink bandwidth.
+const BestCutPlot = "best-cut-vs-bandwidth"
+
+// bestCutFigure draws, per model and codec with at least two links, where
+// the model is best cut against the uplink bandwidth: the planner's choice
+// (the predicted best) beside the best measured plan (the oracle), cut 0
+// being server-only and the last cut edge-only; and beside it the planned
+// plan's predicted and measured latency with the oracle's measured.
+func bestCutFigure(cells []CellSummary) [][]*plot.Plot {
+	type rowKey struct {
+		model string
+		img   int
+		codec string
+	}
+	var order []rowKey
+	by := map[rowKey][]CellSummary{}
+	for _, c := range cells {
+		if c.Up <= 0 || c.Planned == nil || c.Oracle == nil || c.Planned.N == 0 {
+			continue
+		}
+		k := rowKey{c.Model, c.ImgSize, c.Codec}
+		if _, ok := by[k]; !ok {
+			order = append(order, k)
+		}
+		by[k] = append(by[k], c)
+	}
+	var out [][]*plot.Plot
+	for _, k := range order {
+		cs := by[k]
+		if len(cs) < 2 {
+			continue
+		}
+		sort.SliceStable(cs, func(i, j int) bool { return cs[i].Up < cs[j].Up })
+		name := fmt.Sprintf("%s@%d", filepath.Base(k.model), k.img)
+		if k.codec != AutoCodec {
+			name += " (" + k.codec + ")"
+		}
+		cut := newPlot(name+": best cut against uplink bandwidth", "uplink bandwidth (Mbit/s, log scale)", "cut (0: server-only; last: edge-only)")
+		lat := newPlot(name+": planned, predicted and measured", "uplink bandwidth (Mbit/s, log scale)", "latency (ms, log scale)")
+		cut.Add(plotter.NewGrid())
+		lat.Add(plotter.NewGrid())
+		var planned, oracle, pred, meas, best plotter.XYs
+		var labels plotter.XYLabels
+		for _, c := range cs {
+			x := c.Up / 1e6
+			planned = append(planned, plotter.XY{X: x, Y: float64(c.Planned.Cut)})
+			oracle = append(oracle, plotter.XY{X: x, Y: float64(c.Oracle.Cut)})
+			labels.XYs = append(labels.XYs, plotter.XY{X: x, Y: float64(c.Planned.Cut)})
+			labels.Labels = append(labels.Labels, c.Planned.Plan)
+			pred = append(pred, plotter.XY{X: x, Y: ms(c.Planned.Predicted)})
+			meas = append(meas, plotter.XY{X: x, Y: ms(c.Planned.Measured)})
+			best = append(best, plotter.XY{X: x, Y: ms(c.Oracle.Measured)})
+		}
+		series := func(p *plot.Plot, xys plotter.XYs, label string, col color.Color, glyph draw.GlyphDrawer, dash bool, width vg.Length) {
+			l, s, err := plotter.NewLinePoints(xys)
+			if err != nil {
+				return
+			}
+			l.Color, l.Width = col, width
+			if dash {
+				l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+			}
+			s.Color, s.Shape, s.Radius = col, glyph, vg.Points(3.5)
+			p.Add(l, s)
+			p.Legend.Add(label, l, s)
+		}
+		band := color.NRGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xa0}
+		series(cut, planned, "planner's choice (predicted best)", band, draw.CircleGlyph{}, false, vg.Points(4))
+		series(cut, oracle, "best measured (oracle)", colBlack, draw.CrossGlyph{}, true, vg.Points(1))
+		if l, err := plotter.NewLabels(labels); err == nil {
+			for i := range l.TextStyle {
+				l.TextStyle[i].Font.Size = vg.Points(6.5)
+			}
+			l.Offset = vg.Point{X: vg.Points(4), Y: vg.Points(4)}
+			cut.Add(l)
+		}
+		series(lat, pred, "planned, predicted", band, draw.RingGlyph{}, true, vg.Points(2))
+		series(lat, meas, "planned, measured", colServer, draw.CircleGlyph{}, false, vg.Points(1.5))
+		series(lat, best, "best measured (oracle)", colBlack, draw.CrossGlyph{}, true, vg.Points(1))
+		for _, p := range []*plot.Plot{cut, lat} {
+			p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, logTicks{}
+			padLog(&p.X, 1.5)
+			p.Legend.Top = true
+		}
+		cut.Y.Min = 0
+		cut.Y.Max *= 1.35 // room above the points for the legend
+		lat.Y.Scale, lat.Y.Tick.Marker = plot.LogScale{}, logTicks{}
+		padLog(&lat.Y, 1.5)
+		lat.Y.Max *= 4
+		out = append(out, []*plot.Plot{cut, lat})
 	}
 	return out
 }

@@ -92,7 +92,7 @@ func TestSmokeSweep(t *testing.T) {
 		t.Errorf("resumed: %d rows (%d new), want %d (%d new)", res.Rows, res.New, want, want-len(rows))
 	}
 	checkCSV(t, csvPath, want)
-	plots := []string{BreakdownPlot, BandwidthPlot, RegretPlot}
+	plots := []string{BreakdownPlot, BandwidthPlot, BestCutPlot, RegretPlot}
 	for _, m := range spec.Models {
 		for _, tr := range spec.Traces {
 			plots = append(plots, TimelinePlot+"-"+m.Name+"-"+tr.Name) // the smoke spec's codec is auto

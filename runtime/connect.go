@@ -267,15 +267,20 @@ func (s *Server) Name() string { return s.name }
 // Dial opens a new connection to the server.
 func (s *Server) Dial(ctx context.Context) (*transport.Client, error) { return s.dial(ctx) }
 
-// Preload hands a model straight to the embedded server, as if an edge had
+// Preload hands a model straight to the local server, as if an edge had
 // uploaded it, so that an emulated slow link does not pay for a one-time
-// transfer a deployed server would already hold. For a remote server it
-// does nothing: the model goes over the link once, when first needed.
+// transfer a deployed server would already hold: the embedded server takes
+// it directly, a local server process over a connection without the
+// emulated link. For a remote server it does nothing: the model goes over
+// the link once, when first needed.
 func (s *Server) Preload(model []byte) error {
-	if s.tails == nil {
-		return nil
+	switch {
+	case s.tails != nil:
+		return s.tails.Preload(model)
+	case s.proc != nil:
+		return s.proc.Preload(context.Background(), model)
 	}
-	return s.tails.Preload(model)
+	return nil
 }
 
 // Close stops the embedded server (closing its connections) and releases

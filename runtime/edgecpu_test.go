@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"crypto/sha256"
 	"math"
 	"os"
 	"os/exec"
@@ -110,6 +111,15 @@ func TestConnectEdgeCPU(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chain.onnx")
 	if err := os.WriteFile(path, orttest.ChainModel(t), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// Preload reaches the separate process, as a deployed server holds
+	// the model already.
+	chain := orttest.ChainModel(t)
+	if err := srv.Preload(chain); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.HasModel(ctx, sha256.Sum256(chain)); !ok || err != nil {
+		t.Errorf("after Preload the server process has the model: %v, %v", ok, err)
 	}
 	p, err := Plan(ctx, c, PlanOptions{Model: path, EdgeThreads: 1, Repeats: 2, EdgeCPU: cores, Link: nil})
 	if err != nil {

@@ -157,6 +157,23 @@ func (sp *serveProcess) Dial(ctx context.Context) (*transport.Client, error) {
 	return c, nil
 }
 
+// Preload uploads a model to the process over a connection without the
+// emulated link: the local server stands for a deployed one, which would
+// already hold the model.
+func (sp *serveProcess) Preload(ctx context.Context, model []byte) error {
+	cfg := sp.config
+	cfg.Link = nil
+	c, err := transport.Dial(ctx, sp.addr, cfg)
+	if err != nil {
+		return fmt.Errorf("preload: %w", err)
+	}
+	defer c.Close()
+	if _, err := c.EnsureModel(ctx, model); err != nil {
+		return fmt.Errorf("preload: %w", err)
+	}
+	return nil
+}
+
 // Close stops the process (SIGTERM, then SIGKILL after 5 s) and removes
 // its keys.
 func (sp *serveProcess) Close() error {

@@ -86,6 +86,8 @@ func TestBadInputs(t *testing.T) {
 		{"edge cpu negative", []string{"plan", "--model", "alexnet", "--edge-cpu", "-1"}, []string{"CPU limit -1", "must be above 0"}, nil},
 		{"edge cpu above the cores", []string{"plan", "--model", "alexnet", "--edge-cpu", "999"}, []string{"CPU limit 999", "cores"}, nil},
 		{"edge cpu zero", []string{"run", "--edge-cpu", "0"}, []string{"--edge-cpu 0"}, nil},
+		{"bench edge cpu zero", []string{"bench", "--quick", "--edge-cpu", "0", "--out", filepath.Join(dir, "bench0")}, []string{"--edge-cpu 0"}, nil},
+		{"bench edge cpu above the cores", []string{"bench", "--quick", "--edge-cpu", "99", "--out", filepath.Join(dir, "bench99")}, []string{"CPU limit 99", "cores"}, nil},
 		{"sweep edge cpu zero", []string{"sweep", "--config", filepath.Join("..", "..", "config", "sweep-smoke.toml"), "--edge-cpu", "0"}, []string{"--edge-cpu", "CPU limit 0"}, nil},
 		{"sweep no cgroup", []string{"sweep", "--config", filepath.Join("..", "..", "config", "sweep-smoke.toml"), "--edge-cpu", "0.5", "--out", filepath.Join(dir, "sweep-nocg")},
 			[]string{"edge CPU limit", "TRACR_CGROUP"}, map[string]string{"TRACR_CGROUP": notCgroup}},

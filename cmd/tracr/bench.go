@@ -18,7 +18,8 @@ func benchCommand() *cli.Command {
 		Usage:     "measure the headline figures (regret, prediction error, overhead, throughput, adaptation, SSH vs TCP, codecs) or run the soak",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "quick", Usage: "smaller inputs, fewer links and repeats (under 2 minutes)"},
+			&cli.BoolFlag{Name: "quick", Usage: "smaller inputs, fewer links and repeats (a few minutes)"},
+			&cli.Float64Flag{Name: "edge-cpu", Value: bench.DefaultEdgeCPU, Usage: "the limited edge's share of this machine's cores, for the sections that measure with the edge limited by the kernel"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: filepath.Join("results", "bench"), Usage: "folder for bench.csv, bench.json and bench.md"},
 			&cli.DurationFlag{Name: "soak", Usage: "instead of the figures, run --clients edge clients for this long against one loopback server"},
 			&cli.IntFlag{Name: "clients", Value: 8, Usage: "edge clients of --soak"},
@@ -43,7 +44,10 @@ func benchCommand() *cli.Command {
 			if err := bench.CheckWritable(out); err != nil {
 				return err
 			}
-			rep, err := bench.Run(ctx, bench.Options{Quick: c.Bool("quick"), Log: c.App.ErrWriter})
+			if c.Float64("edge-cpu") == 0 {
+				return fmt.Errorf("--edge-cpu 0: want a share of this machine's cores above 0, e.g. %g", bench.DefaultEdgeCPU)
+			}
+			rep, err := bench.Run(ctx, bench.Options{Quick: c.Bool("quick"), Log: c.App.ErrWriter, EdgeCPU: c.Float64("edge-cpu")})
 			if err != nil {
 				return err
 			}
