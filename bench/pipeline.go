@@ -31,7 +31,7 @@ func (b *bencher) pipeline(ctx context.Context) error {
 	}
 	defer tb.close()
 	m := b.pipelineModel()
-	p, err := b.plan(ctx, tb, m)
+	p, err := b.plan(ctx, tb, m, false)
 	if err != nil {
 		return fmt.Errorf("plan %s: %w", m, err)
 	}
@@ -298,7 +298,7 @@ func farBehind(static [][]time.Duration, i int) bool {
 // measured pace, the next would start. Measured rather than predicted:
 // the runtime adds its own overhead to the planner's stages.
 func (b *bencher) adaptSetup(ctx context.Context, tb *testbed, m model, n int) (*adaptSetup, error) {
-	p, err := b.plan(ctx, tb, m)
+	p, err := b.plan(ctx, tb, m, false)
 	if err != nil {
 		return nil, fmt.Errorf("plan with the %s: %w", tb.regime, err)
 	}

@@ -70,7 +70,7 @@ func Soak(ctx context.Context, opts SoakOptions) (*SoakResult, error) {
 	}
 	defer tb.close()
 	m := model{name: "yolov8n", size: 160}
-	p, err := b.plan(ctx, tb, m)
+	p, err := b.plan(ctx, tb, m, false)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", m, err)
 	}

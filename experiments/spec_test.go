@@ -219,3 +219,16 @@ func TestSpecServer(t *testing.T) {
 		t.Errorf("after Override: edge %g, server %q, fresh %v", s.EdgeCPU, s.Server, s.FreshProfiles)
 	}
 }
+
+// TestShippedSpecs: every sweep spec in config/ loads.
+func TestShippedSpecs(t *testing.T) {
+	paths, _ := filepath.Glob(filepath.Join("..", "config", "sweep*.toml"))
+	if len(paths) < 3 {
+		t.Fatalf("sweep specs in config/: %v", paths)
+	}
+	for _, p := range paths {
+		if _, err := Load(p); err != nil {
+			t.Error(err)
+		}
+	}
+}

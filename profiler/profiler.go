@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"tracr/cpulimit"
 	"tracr/engine"
 	"tracr/graph"
 	"tracr/quantile"
@@ -335,7 +336,10 @@ func (t *timer) runsIn(pass int) int {
 // Warmup times untimed and runs times timed, closes it, and returns the
 // durations and the outputs of the first run. Only Session.Run is inside
 // the clock; with CUDA it returns once the outputs are back in host memory,
-// so the GPU work is complete when the clock stops.
+// so the GPU work is complete when the clock stops. Under a CPU limit
+// (Options.CPULimit) each run counts as its sustained time
+// (cpulimit.Sustained): what it takes inside a request, where the quota is
+// already spent, not a short run's burst within one period's quota.
 func (t *timer) time(ctx context.Context, model []byte, avail map[string]tensor.Tensor, runs int) ([]time.Duration, []tensor.Tensor, error) {
 	s, err := engine.NewSession(model, engine.Options{Threads: t.opts.Threads, Provider: t.opts.Provider})
 	if err != nil {
@@ -362,9 +366,9 @@ func (t *timer) time(ctx context.Context, model []byte, avail map[string]tensor.
 	ds := make([]time.Duration, runs)
 	for i := range ds {
 		t.sampler.Quiet(func() {
-			start := time.Now()
+			start, cpu := time.Now(), cpulimit.ProcessCPU()
 			_, err = s.Run(ctx, in)
-			ds[i] = time.Since(start)
+			ds[i] = cpulimit.Sustained(time.Since(start), cpulimit.ProcessCPU()-cpu, t.opts.CPULimit)
 		})
 		if err != nil {
 			return nil, nil, err

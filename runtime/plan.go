@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"tracr/cpulimit"
 	"tracr/engine"
 	"tracr/graph"
 	"tracr/netprobe"
@@ -316,7 +317,7 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 			ts = append(ts, values[name])
 		}
 		if c.Kind != planner.KindEdgeOnly {
-			if c.Encodings, err = measureEncodings(ts, codecs); err != nil {
+			if c.Encodings, err = measureEncodings(ts, codecs, p.EdgeCPU); err != nil {
 				return nil, fmt.Errorf("cut %d: %w", ct.ID, err)
 			}
 		}
@@ -325,7 +326,7 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 			// Server-only with the input image JPEG-compressed: the edge
 			// encodes, the server decodes and runs the whole model.
 			jpeg, _ := transport.ParseCodecSpec("jpeg")
-			encs, err := measureEncodings(ts, []transport.CodecSpec{jpeg})
+			encs, err := measureEncodings(ts, []transport.CodecSpec{jpeg}, p.EdgeCPU)
 			if err != nil {
 				return nil, fmt.Errorf("jpeg: %w", err)
 			}
@@ -419,8 +420,10 @@ func (p *Planned) resultBytes(ctx context.Context) (int64, error) {
 }
 
 // measureEncodings encodes the tensors with each codec and decodes them
-// back, timing both (median of three), and records the bytes sent.
-func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec) ([]planner.Encoding, error) {
+// back, timing both (median of three), and records the bytes sent; the
+// encoding is timed as sustained under the edge's CPU limit of edgeCPU
+// cores (0: none).
+func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec, edgeCPU float64) ([]planner.Encoding, error) {
 	var out []planner.Encoding
 	lim := transport.DefaultLimits()
 	for _, spec := range codecs {
@@ -430,16 +433,18 @@ func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec) ([]plann
 			var e, d time.Duration
 			bytes = 0
 			for _, t := range ts {
-				t0 := time.Now()
+				t0, cpu := time.Now(), cpulimit.ProcessCPU()
 				w, err := transport.EncodeTensor(t, spec)
 				if err != nil {
 					return nil, fmt.Errorf("%s: %w", spec, err)
 				}
 				t1 := time.Now()
+				// The edge encodes: under its CPU limit at the sustained
+				// rate, as inside a request after the head.
+				e += cpulimit.Sustained(t1.Sub(t0), cpulimit.ProcessCPU()-cpu, edgeCPU)
 				if _, err := transport.DecodeTensor(w, lim); err != nil {
 					return nil, fmt.Errorf("%s: %w", spec, err)
 				}
-				e += t1.Sub(t0)
 				d += time.Since(t1)
 				bytes += int64(len(w.Data))
 			}

@@ -1,0 +1,48 @@
+package cpulimit
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+func TestSustained(t *testing.T) {
+	ms := time.Millisecond
+	for _, tt := range []struct {
+		wall, cpu time.Duration
+		cores     float64
+		want      time.Duration
+	}{
+		{2 * ms, 2 * ms, 0, 2 * ms},      // no limit: the wall time
+		{2 * ms, 2 * ms, 0.1, 20 * ms},   // a burst within one period's quota
+		{25 * ms, 2 * ms, 0.1, 25 * ms},  // already throttled longer than that
+		{4 * ms, 6 * ms, 1.5, 4 * ms},    // two threads, a limit they do not reach
+		{10 * ms, 10 * ms, 2, 10 * ms},   // one thread under a two-core limit
+		{10 * ms, 20 * ms, 0.5, 40 * ms}, // two threads held to half a core
+		{0, 0, 0.1, 0},                   // nothing measured
+		{3 * ms, 1500 * time.Microsecond, 0.5, 3 * ms},
+	} {
+		if got := Sustained(tt.wall, tt.cpu, tt.cores); got != tt.want {
+			t.Errorf("Sustained(%v, %v, %g) = %v, want %v", tt.wall, tt.cpu, tt.cores, got, tt.want)
+		}
+	}
+}
+
+// TestProcessCPU: busy work shows in the process's CPU time, and sleeping
+// does not.
+func TestProcessCPU(t *testing.T) {
+	c0 := ProcessCPU()
+	start, x := time.Now(), 1.0
+	for time.Since(start) < 50*time.Millisecond {
+		x = math.Sqrt(x + 1)
+	}
+	busy := ProcessCPU() - c0
+	if busy < 10*time.Millisecond || x < 0 {
+		t.Errorf("50 ms of busy work counted %v of CPU", busy)
+	}
+	c1 := ProcessCPU()
+	time.Sleep(50 * time.Millisecond)
+	if idle := ProcessCPU() - c1; idle > 25*time.Millisecond {
+		t.Errorf("50 ms of sleep counted %v of CPU", idle)
+	}
+}
