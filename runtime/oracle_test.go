@@ -57,3 +57,26 @@ func TestOracle(t *testing.T) {
 		t.Errorf("oracle(1) has %d plans, want every feasible candidate (%d): %s", len(all), len(cands)-1, names(all))
 	}
 }
+
+// TestAddSendCost: a limited edge's encodings carry their bytes' sending
+// CPU at the edge's rate; an unlimited edge's do not.
+func TestAddSendCost(t *testing.T) {
+	encs := func() []planner.Encoding {
+		return []planner.Encoding{{Codec: "raw", Bytes: 1 << 20}, {Codec: "int8", Bytes: 1 << 18, Encode: time.Millisecond}}
+	}
+	p := &Planned{EdgeCPU: 0.1, SendCPU: 2e-9} // 2 ns a byte
+	got := encs()
+	p.addSendCost(got)
+	// 1 MiB: 2.1 ms of CPU, 21 ms at a tenth of a core.
+	if want := time.Duration(2e-9 * (1 << 20) / 0.1 * 1e9); got[0].Encode != want {
+		t.Errorf("raw: encode %v, want %v", got[0].Encode, want)
+	}
+	if want := time.Millisecond + time.Duration(2e-9*(1<<18)/0.1*1e9); got[1].Encode != want {
+		t.Errorf("int8: encode %v, want %v", got[1].Encode, want)
+	}
+	free := encs()
+	(&Planned{SendCPU: 2e-9}).addSendCost(free)
+	if free[0].Encode != 0 || free[1].Encode != time.Millisecond {
+		t.Errorf("unlimited edge: encodes %v and %v, want unchanged", free[0].Encode, free[1].Encode)
+	}
+}

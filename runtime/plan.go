@@ -120,6 +120,12 @@ type Planned struct {
 	EdgeSlowdown float64
 	// EdgeCPU is PlanOptions.EdgeCPU.
 	EdgeCPU float64
+	// SendCPU is the edge's CPU time per byte sent over the connection
+	// (SSH encryption and framing), measured when the edge is limited: a
+	// limited edge pays it at its own rate, so every encoding's Encode
+	// includes its bytes' share (at full speed it overlaps the transfer
+	// and is not priced). Seconds per byte.
+	SendCPU float64
 	// Tied lists the plans the measurements cannot tell from the best
 	// (planner.Tied): the best first; one plan means no tie.
 	Tied []planner.Plan
@@ -175,6 +181,11 @@ func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned,
 			return nil, fmt.Errorf("link probe: %w", err)
 		}
 		p.Link = planner.Link{Up: p.Probe.Up.BitsPerSec, Down: p.Probe.Down.BitsPerSec, RTT: p.Probe.RTT}
+	}
+	if opts.EdgeCPU > 0 {
+		if p.SendCPU, err = sendCPU(ctx, c); err != nil {
+			return nil, err
+		}
 	}
 	codecs := opts.Codecs
 	if codecs == nil {
@@ -320,6 +331,7 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 			if c.Encodings, err = measureEncodings(ts, codecs, p.EdgeCPU); err != nil {
 				return nil, fmt.Errorf("cut %d: %w", ct.ID, err)
 			}
+			p.addSendCost(c.Encodings)
 		}
 		out = append(out, c)
 		if ct.ID == 0 && p.Spec.Task == zoo.TaskDetect {
@@ -330,6 +342,7 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 			if err != nil {
 				return nil, fmt.Errorf("jpeg: %w", err)
 			}
+			p.addSendCost(encs)
 			out = append(out, planner.Candidate{Kind: planner.KindServerJPEG, Cut: 0, Server: st, ServerSpread: serverSpread[0], ResultBytes: resultBytes, Encodings: encs})
 		}
 	}
@@ -417,6 +430,44 @@ func (p *Planned) resultBytes(ctx context.Context) (int64, error) {
 	}
 	b, err := json.Marshal(r)
 	return int64(len(b)), err
+}
+
+// sendProbe is the upload sendCPU times, sendRounds how many times.
+const (
+	sendProbe  = 256 << 10
+	sendRounds = 3
+)
+
+// sendCPU measures this process's CPU time per byte uploaded over c: the
+// least of sendRounds uploads of sendProbe bytes, after one to warm up.
+func sendCPU(ctx context.Context, c *transport.Client) (float64, error) {
+	payload := make([]byte, sendProbe)
+	for i := range payload {
+		payload[i] = byte(i*7 + i>>8)
+	}
+	if err := c.Upload(ctx, payload[:sendProbe/4]); err != nil {
+		return 0, fmt.Errorf("edge send cost: %w", err)
+	}
+	best := time.Duration(math.MaxInt64)
+	for range sendRounds {
+		cpu := cpulimit.ProcessCPU()
+		if err := c.Upload(ctx, payload); err != nil {
+			return 0, fmt.Errorf("edge send cost: %w", err)
+		}
+		best = min(best, cpulimit.ProcessCPU()-cpu)
+	}
+	return best.Seconds() / sendProbe, nil
+}
+
+// addSendCost adds to each encoding's Encode the CPU its bytes cost the
+// limited edge to send, at the edge's rate.
+func (p *Planned) addSendCost(encs []planner.Encoding) {
+	if p.EdgeCPU <= 0 || p.SendCPU <= 0 {
+		return
+	}
+	for i := range encs {
+		encs[i].Encode += time.Duration(p.SendCPU * float64(encs[i].Bytes) / p.EdgeCPU * float64(time.Second))
+	}
 }
 
 // measureEncodings encodes the tensors with each codec and decodes them
