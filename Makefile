@@ -43,7 +43,7 @@ run: setup build
 # prediction error per model x link, runtime overhead, pipelined
 # throughput, adaptation on config/trace-50-2.csv, SSH vs TCP, codecs) and
 # writes results/bench/bench.{csv,json,md}; then the Go benchmarks.
-# bench-quick is the same table with smaller inputs (under 2 minutes).
+# bench-quick is the same table with smaller inputs (a few minutes).
 bench: setup build
 	./bin/tracr bench --out results/bench
 	$(MAKE) bench-go

@@ -259,8 +259,9 @@ func HashModel(model []byte) string {
 // opts must be normalised.
 func CacheKey(modelHash string, opts Options, ortVersion, machineID string) string {
 	h := sha256.New()
+	// v3: a limited edge's runs are timed sustained (cpulimit.Sustained).
 	fields := []string{
-		"v3", modelHash, // v3: limited profiles time sustained runs (cpulimit.Sustained) opts.Provider, strconv.Itoa(opts.Threads), strconv.Itoa(opts.Repeats),
+		"v3", modelHash, opts.Provider, strconv.Itoa(opts.Threads), strconv.Itoa(opts.Repeats),
 		strconv.Itoa(opts.Warmup), strconv.Itoa(opts.Passes), fmt.Sprint(opts.Cuts), strconv.Itoa(opts.Checks),
 		strconv.FormatUint(opts.Seed, 10), strconv.FormatBool(opts.NodesOptimized),
 		strconv.FormatFloat(opts.CPULimit, 'g', -1, 64), ortVersion, machineID,
