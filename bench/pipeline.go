@@ -17,9 +17,9 @@ import (
 // pipelineModel is the model the runtime sections run.
 func (b *bencher) pipelineModel() model {
 	if b.opts.Quick {
-		return model{name: "yolov8n", size: 160}
+		return model{"yolov8n", 160}
 	}
-	return model{name: "yolov8n", size: 320}
+	return model{"yolov8n", 320}
 }
 
 // pipeline measures the runtime's overhead and pipelined throughput at the
@@ -132,7 +132,7 @@ const adaptInFlight = 3
 // pixels the split's edge over edge-only at 50 Mbit/s (about 20%
 // predicted) is lost to queueing with requests in flight on this
 // machine; at 320 it holds (about 150 ms against 240 ms measured).
-var adaptModel = model{name: "yolov8n", size: 320}
+var adaptModel = model{"yolov8n", 320}
 
 // adaptRuns returns the requests per run and the rounds of the
 // adaptation section. A switch costs the requests caught on the link by

@@ -36,26 +36,23 @@ func (b *bencher) links() []link {
 	return all
 }
 
-// model is a zoo model at an input size; every is the step of the oracle
-// set's cuts (runtime.Planned.Oracle): 1 measures every cut.
+// model is a zoo model at an input size.
 type model struct {
-	name  string
-	size  int
-	every int
+	name string
+	size int
 }
 
 func (m model) String() string { return fmt.Sprintf("%s@%d", m.name, m.size) }
 
-// models are the planning sections' models: every cut of the classifiers
-// is measured, every tenth of YOLOv8n's (232 nodes) besides the planner's
-// top three.
+// models are the planning sections' models; every profiled cut of each
+// is measured (about 35: the profiler's default cut set).
 func (b *bencher) models() []model {
 	if b.opts.Quick {
 		// Profiles are measured fresh in every run (see bencher.profiles);
 		// AlexNet's take 25 s here, which quick cannot afford.
-		return []model{{"mobilenetv2", 224, 1}, {"yolov8n", 160, 1}}
+		return []model{{"mobilenetv2", 224}, {"yolov8n", 160}}
 	}
-	return []model{{"alexnet", 0, 1}, {"yolov8n", 320, 1}}
+	return []model{{"alexnet", 0}, {"yolov8n", 320}}
 }
 
 // budget is the longest predicted request measured; slower candidates are
@@ -204,7 +201,7 @@ func (b *bencher) planning(ctx context.Context, r regime) error {
 }
 
 // cell measures one model on one link: every plan of the oracle set (the
-// planner's top three, every m.every-th cut, edge-only and both
+// planner's top three, every profiled cut, edge-only and both
 // server-only plans), each with Measure (one request at a time, a
 // warm-up, then the median of repeats). It returns the regret of the
 // planner's choice over the best measured plan and the choice's
@@ -214,7 +211,7 @@ func (b *bencher) cell(ctx context.Context, tb *testbed, p *tr.Planned, m model,
 	tb.state.Set(l.l)
 	top := p.Ranked[0]
 	res := cellResult{regret: math.NaN(), predErr: math.NaN(), chosen: top.Candidate.Kind, name: planName(top)}
-	set := p.Oracle(m.every)
+	set := p.Oracle(1)
 	scope := fmt.Sprintf("%s, %s %s", tb.regime, m, l.name)
 	var skipped []string
 	best, bestName := time.Duration(math.MaxInt64), ""
@@ -238,12 +235,8 @@ func (b *bencher) cell(ctx context.Context, tb *testbed, p *tr.Planned, m model,
 			best, bestName = meas.Total, name
 		}
 	}
-	cutsHow := "every cut"
-	if m.every > 1 {
-		cutsHow = fmt.Sprintf("every %dth cut", m.every)
-	}
-	how := fmt.Sprintf("Measure: loopback SSH, emulated link, 1 request at a time, median of %d; lossy codecs admitted; oracle set: planner's top 3, %s, edge-only, server-only raw and JPEG; over %.1f s predicted skipped; %s",
-		b.repeats, cutsHow, b.budget().Seconds(), tb.regime.how())
+	how := fmt.Sprintf("Measure: loopback SSH, emulated link, 1 request at a time, median of %d; lossy codecs admitted; oracle set: planner's top 3, every profiled cut, edge-only, server-only raw and JPEG; over %.1f s predicted skipped; %s",
+		b.repeats, b.budget().Seconds(), tb.regime.how())
 	skipText := ""
 	if len(skipped) > 0 {
 		skipText = fmt.Sprintf("; skipped %d: %s", len(skipped), strings.Join(skipped, ", "))

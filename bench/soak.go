@@ -69,7 +69,7 @@ func Soak(ctx context.Context, opts SoakOptions) (*SoakResult, error) {
 		return nil, err
 	}
 	defer tb.close()
-	m := model{name: "yolov8n", size: 160}
+	m := model{"yolov8n", 160}
 	p, err := b.plan(ctx, tb, m, false)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", m, err)

@@ -425,27 +425,40 @@ func strategyStyles() []strategyStyle {
 // median against the uplink bandwidth (both axes logarithmic). A baseline
 // skipped as over the budget appears as a hollow marker at its predicted
 // latency.
-func bandwidthFigure(cells []CellSummary) [][]*plot.Plot {
-	type rowKey struct {
-		model string
-		img   int
-		codec string
-	}
-	var order []rowKey
-	by := map[rowKey][]CellSummary{}
+// modelKey is one row of the per-model figures: a model, input size and
+// codec.
+type modelKey struct {
+	model string
+	img   int
+	codec string
+}
+
+// byModel groups the cells keep admits by model, size and codec, in the
+// grid's order, each group by ascending uplink.
+func byModel(cells []CellSummary, keep func(CellSummary) bool) ([]modelKey, map[modelKey][]CellSummary) {
+	var order []modelKey
+	by := map[modelKey][]CellSummary{}
 	for _, c := range cells {
-		k := rowKey{c.Model, c.ImgSize, c.Codec}
+		if !keep(c) {
+			continue
+		}
+		k := modelKey{c.Model, c.ImgSize, c.Codec}
 		if _, ok := by[k]; !ok {
 			order = append(order, k)
 		}
-		if c.Up > 0 {
-			by[k] = append(by[k], c)
-		}
+		by[k] = append(by[k], c)
 	}
+	for _, cs := range by {
+		sort.SliceStable(cs, func(i, j int) bool { return cs[i].Up < cs[j].Up })
+	}
+	return order, by
+}
+
+func bandwidthFigure(cells []CellSummary) [][]*plot.Plot {
+	order, by := byModel(cells, func(c CellSummary) bool { return c.Up > 0 })
 	var out [][]*plot.Plot
 	for _, k := range order {
 		cs := by[k]
-		sort.SliceStable(cs, func(i, j int) bool { return cs[i].Up < cs[j].Up })
 		title := fmt.Sprintf("%s@%d: latency against uplink bandwidth", filepath.Base(k.model), k.img)
 		if k.codec != AutoCodec {
 			title += " (" + k.codec + ")"
@@ -760,30 +773,15 @@ const BestCutPlot = "best-cut-vs-bandwidth"
 // being server-only and the last cut edge-only; and beside it the planned
 // plan's predicted and measured latency with the oracle's measured.
 func bestCutFigure(cells []CellSummary) [][]*plot.Plot {
-	type rowKey struct {
-		model string
-		img   int
-		codec string
-	}
-	var order []rowKey
-	by := map[rowKey][]CellSummary{}
-	for _, c := range cells {
-		if c.Up <= 0 || c.Planned == nil || c.Oracle == nil || c.Planned.N == 0 {
-			continue
-		}
-		k := rowKey{c.Model, c.ImgSize, c.Codec}
-		if _, ok := by[k]; !ok {
-			order = append(order, k)
-		}
-		by[k] = append(by[k], c)
-	}
+	order, by := byModel(cells, func(c CellSummary) bool {
+		return c.Up > 0 && c.Planned != nil && c.Oracle != nil && c.Planned.N > 0
+	})
 	var out [][]*plot.Plot
 	for _, k := range order {
 		cs := by[k]
 		if len(cs) < 2 {
 			continue
 		}
-		sort.SliceStable(cs, func(i, j int) bool { return cs[i].Up < cs[j].Up })
 		name := fmt.Sprintf("%s@%d", filepath.Base(k.model), k.img)
 		if k.codec != AutoCodec {
 			name += " (" + k.codec + ")"

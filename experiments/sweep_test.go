@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -231,21 +230,6 @@ func TestSweepBadCut(t *testing.T) {
 	}
 }
 
-// buildTracr builds the tracr command into a temporary folder, for the
-// server process of a limited edge.
-func buildTracr(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go tool not found to build tracr: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "tracr")
-	if out, err := exec.Command(goTool, "build", "-o", bin, "tracr/cmd/tracr").CombinedOutput(); err != nil {
-		t.Fatalf("go build tracr/cmd/tracr: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestSweepEdgeCPU: a sweep with an edge limit runs against a separate
 // server process, and every row and meta.json say which server, which
 // limit and which profiles (age, repeats); a second sweep reuses the
@@ -253,7 +237,7 @@ func buildTracr(t *testing.T) string {
 // profiles are measured again.
 func TestSweepEdgeCPU(t *testing.T) {
 	orttest.Require(t)
-	bin := buildTracr(t)
+	bin := orttest.BuildTracr(t)
 	const text = "links = [\"gigabit\"]\nrepeats = 1\nedge_cpu = 0.5\nprofile_repeats = 2\nedge_threads = 1\n" +
 		"strategies = [\"edge-only\", \"planned\"]\n%s\n[[models]]\nname = \"mobilenetv2\"\nimg_size = 32\ncuts = \"none\"\n"
 	sweep := func(extra string) ([]Row, Meta) {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,20 +15,6 @@ import (
 	"tracr/cpulimit"
 	"tracr/internal/orttest"
 )
-
-// buildTracr builds the tracr command into a temporary folder.
-func buildTracr(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go tool not found to build tracr: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "tracr")
-	if out, err := exec.Command(goTool, "build", "-o", bin, "tracr/cmd/tracr").CombinedOutput(); err != nil {
-		t.Fatalf("go build tracr/cmd/tracr: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // cgroupOf returns the cpu controller's cgroup path of a process.
 func cgroupOf(t *testing.T, pid int) string {
@@ -62,7 +47,7 @@ func cpuTime(t *testing.T) time.Duration {
 // limited device's and not the server's, and Close undoes it all.
 func TestConnectEdgeCPU(t *testing.T) {
 	requireORT(t)
-	bin := buildTracr(t)
+	bin := orttest.BuildTracr(t)
 	ctx := context.Background()
 	const cores = 0.5
 	srv, err := Connect(ctx, ServerSpec{EdgeCPU: cores, Local: LocalServer{Binary: bin, Threads: 1, Concurrency: 1}})

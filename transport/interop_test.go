@@ -16,27 +16,12 @@ import (
 	"time"
 
 	"tracr/engine"
+	"tracr/internal/orttest"
 	"tracr/tensor"
 )
 
 // sshdPath is where Debian's openssh-server puts the daemon.
 const sshdPath = "/usr/sbin/sshd"
-
-// buildTracr builds the tracr command into a temporary folder and returns
-// its absolute path.
-func buildTracr(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go tool not found to build tracr: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "tracr")
-	out, err := exec.Command(goTool, "build", "-o", bin, "tracr/cmd/tracr").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build tracr/cmd/tracr: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // freeAddr returns a loopback address with a port nobody listens on.
 func freeAddr(t *testing.T) string {
@@ -124,7 +109,7 @@ func checkRemoteTail(t *testing.T, c *Client) {
 // subsystem of Debian's OpenSSH server (tracr serve --stdio).
 func TestTracrBinary(t *testing.T) {
 	needORT(t)
-	bin := buildTracr(t)
+	bin := orttest.BuildTracr(t)
 	t.Run("serve", func(t *testing.T) { testServeBinary(t, bin) })
 	t.Run("openssh", func(t *testing.T) { testOpenSSH(t, bin) })
 }
