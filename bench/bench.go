@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -41,6 +42,9 @@ type Options struct {
 	// Binary is the tracr executable the server process of the limited
 	// regime runs as ("" = this one).
 	Binary string
+	// Sections, when not empty, runs only the sections whose names (as
+	// SectionNames gives them) contain one of these words.
+	Sections []string
 }
 
 // DefaultEdgeCPU is the limited edge of the bench: at a tenth of a core
@@ -110,6 +114,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := (cpulimit.Limit{Cores: opts.EdgeCPU}).Validate(); err != nil {
 		return nil, fmt.Errorf("bench: edge %w", err)
 	}
+	if err := CheckSections(opts.Sections, SectionNames(opts.EdgeCPU)); err != nil {
+		return nil, err
+	}
 	if err := engine.Init(); err != nil {
 		return nil, err
 	}
@@ -124,19 +131,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer os.RemoveAll(profiles)
 	b := &bencher{opts: opts, report: rep, repeats: 5, profiles: profiles}
-	sections := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"machine: work after an idle gap", b.machine},
-		{"regret and prediction error, edge as is", b.planningAsIs},
-		{fmt.Sprintf("regret and prediction error, edge limited to %g cores", opts.EdgeCPU), b.planningLimited},
-		{"runtime overhead and throughput", b.pipeline},
-		{fmt.Sprintf("adaptation, edge limited to %g cores", opts.EdgeCPU), b.adaptationLimited},
-		{"SSH channel vs TCP", b.channel},
-		{"codecs", b.codecs},
-	}
-	for _, s := range sections {
+	for _, s := range b.sections() {
+		if !chosen(opts.Sections, s.name) {
+			continue
+		}
 		t0 := time.Now()
 		b.logf("%s ...", s.name)
 		if err := s.run(ctx); err != nil {
@@ -152,12 +150,71 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	return rep, nil
 }
 
+// section is one part of the bench.
+type section struct {
+	name string
+	run  func(context.Context) error
+}
+
+// sections are the bench's sections, in the order they run.
+func (b *bencher) sections() []section {
+	return []section{
+		{"machine: work after an idle gap", b.machine},
+		{"regret and prediction error, edge as is", b.planningAsIs},
+		{fmt.Sprintf("regret and prediction error, edge limited to %g cores", b.opts.EdgeCPU), b.planningLimited},
+		{"runtime overhead and throughput", b.pipeline},
+		{fmt.Sprintf("adaptation, edge limited to %g cores", b.opts.EdgeCPU), b.adaptationLimited},
+		{"SSH channel vs TCP", b.channel},
+		{"codecs", b.codecs},
+	}
+}
+
+// SectionNames names the bench's sections, for Options.Sections.
+func SectionNames(edgeCPU float64) []string {
+	if edgeCPU == 0 {
+		edgeCPU = DefaultEdgeCPU
+	}
+	var names []string
+	for _, s := range (&bencher{opts: Options{EdgeCPU: edgeCPU}}).sections() {
+		names = append(names, s.name)
+	}
+	return names
+}
+
+// chosen reports whether the section name is one of words' (all when
+// there are none).
+func chosen(words []string, name string) bool {
+	if len(words) == 0 {
+		return true
+	}
+	for _, w := range words {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckSections refuses a word of Options.Sections that names none of
+// the sections names.
+func CheckSections(words, names []string) error {
+	for _, w := range words {
+		if !slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, w) }) {
+			return fmt.Errorf("bench: section %q: no such section; the sections are %q", w, names)
+		}
+	}
+	return nil
+}
+
 // value formats a figure's value.
 func (f Figure) value() string {
 	if math.IsNaN(f.Value) {
 		return "n/a"
 	}
 	s := strconv.FormatFloat(f.Value, 'f', 3, 64)
+	if f.Unit != "x" && f.Value == math.Trunc(f.Value) && math.Abs(f.Value) < 1e6 {
+		s = strconv.FormatFloat(f.Value, 'f', 0, 64) // a count: "4 cells", not "4.000 cells"
+	}
 	if f.Unit == "x" {
 		return s + "x"
 	}

@@ -18,11 +18,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // EnvParent names the environment variable that gives the cgroup folder
@@ -83,11 +86,17 @@ func (l Limit) String() string {
 // Group is a cgroup holding a CPU limit. Processes added to it share the
 // limit; Close moves them back and removes the group.
 type Group struct {
-	limit   Limit
-	version int    // 1 or 2
-	dir     string // the group's folder
-	home    string // the folder the process was in, to move back to
-	entered bool
+	limit     Limit
+	version   int    // 1 or 2
+	dir       string // the group's folder
+	home      string // the folder the process was in, to move back to
+	entered   bool
+	stalls    []*exec.Cmd // Steady's stall processes
+	slack     float64     // the quota written is the limit's times this
+	cpus      []int       // the CPUs Steady pinned the group to
+	all       unix.CPUSet // this process's CPUs before Steady
+	effective float64     // the speed Steady measured, in cores
+	rate      float64     // the CPU time per wall second Steady measured
 }
 
 // Dir is the group's folder in the cgroup file system.
@@ -116,7 +125,7 @@ func New(l Limit) (*Group, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("CPU limit %g: cannot create a cgroup: %w; %s", l.Cores, err, grantHint())
 	}
-	g := &Group{limit: l, version: version, dir: dir, home: home}
+	g := &Group{limit: l, version: version, dir: dir, home: home, slack: 1}
 	if err := g.set(); err != nil {
 		os.Remove(dir)
 		return nil, fmt.Errorf("CPU limit %g: %w; %s", l.Cores, err, grantHint())
@@ -127,7 +136,7 @@ func New(l Limit) (*Group, error) {
 // set writes the period and quota into the group.
 func (g *Group) set() error {
 	period := g.limit.Period().Microseconds()
-	quota := g.limit.Quota().Microseconds()
+	quota := int64(float64(g.limit.Quota().Microseconds()) * g.slack)
 	if g.version == 2 {
 		return writeFile(filepath.Join(g.dir, "cpu.max"), fmt.Sprintf("%d %d", quota, period))
 	}
@@ -137,8 +146,14 @@ func (g *Group) set() error {
 	return writeFile(filepath.Join(g.dir, "cpu.cfs_quota_us"), strconv.FormatInt(quota, 10))
 }
 
-// Add moves the process pid (all its threads) into the group.
+// Add moves the process pid (all its threads) into the group, on the
+// group's CPUs once Steady has given it some.
 func (g *Group) Add(pid int) error {
+	if g.cpus != nil {
+		if err := pin(pid, setOf(g.cpus)); err != nil {
+			return err
+		}
+	}
 	if err := writeFile(filepath.Join(g.dir, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
 		return fmt.Errorf("CPU limit: move process %d into %s: %w", pid, g.dir, err)
 	}
@@ -152,13 +167,23 @@ func (g *Group) Enter() error {
 		return err
 	}
 	g.entered = true
+	if g.rate > 0 {
+		own.Lock()
+		own.g = g
+		own.Unlock()
+	}
 	return nil
 }
 
 // Release moves the process pid out of the group, back to the cgroup this
 // process was in before: a child that must not be limited (the server)
-// started after Enter.
+// started after Enter. It runs on all the CPUs again.
 func (g *Group) Release(pid int) error {
+	if g.cpus != nil {
+		if err := pin(pid, g.all); err != nil {
+			return err
+		}
+	}
 	if err := writeFile(filepath.Join(g.home, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
 		return fmt.Errorf("CPU limit: move process %d back to %s: %w", pid, g.home, err)
 	}
@@ -212,6 +237,12 @@ func (g *Group) Stats() (Throttling, error) {
 // the error says so.
 func (g *Group) Close() error {
 	var errs []error
+	g.stopStalls()
+	own.Lock()
+	if own.g == g {
+		own.g = nil
+	}
+	own.Unlock()
 	if g.entered {
 		if err := g.Release(os.Getpid()); err != nil {
 			errs = append(errs, err)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // envChild makes the test binary a busy child: it waits for a line on
@@ -263,7 +265,7 @@ func TestNoCgroup(t *testing.T) {
 }
 
 // envWork makes the test binary run a fixed amount of work, N rounds,
-// once per line read on stdin, printing each round's wall time.
+// once per line read on stdin, printing each round's wall and CPU time.
 const envWork = "TRACR_CPULIMIT_TEST_WORK"
 
 func work(rounds string) {
@@ -274,11 +276,11 @@ func work(rounds string) {
 	in := bufio.NewScanner(os.Stdin)
 	x := 1.0
 	for in.Scan() {
-		start := time.Now()
+		start, cpu := time.Now(), ProcessCPU()
 		for i := 0; i < n; i++ {
 			x = math.Sqrt(x + float64(i&1023))
 		}
-		fmt.Println(time.Since(start).Nanoseconds())
+		fmt.Println(time.Since(start).Nanoseconds(), (ProcessCPU() - cpu).Nanoseconds())
 	}
 	if x < 0 {
 		os.Exit(3)
@@ -335,7 +337,13 @@ func BenchmarkPeriod(b *testing.B) {
 
 // periodRounds runs the work child in g, n rounds with a random idle gap
 // between them, and returns the sorted wall times.
-func periodRounds(b *testing.B, g *Group, rounds, n int) []time.Duration {
+func periodRounds(b testing.TB, g *Group, rounds, n int) []time.Duration {
+	ds, _ := periodRoundsCPU(b, g, rounds, n)
+	return ds
+}
+
+// periodRoundsCPU is periodRounds, with the sorted CPU times of the rounds.
+func periodRoundsCPU(b testing.TB, g *Group, rounds, n int) (wall, cpu []time.Duration) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envWork+"="+strconv.Itoa(rounds))
 	in, _ := cmd.StdinPipe()
@@ -349,16 +357,166 @@ func periodRounds(b *testing.B, g *Group, rounds, n int) []time.Duration {
 		b.Fatal(err)
 	}
 	sc := bufio.NewScanner(out)
-	var ds []time.Duration
 	for i := 0; i < n; i++ {
 		time.Sleep(time.Duration(i*37%50) * time.Millisecond) // land at varied phases
 		in.Write([]byte("go\n"))
 		if !sc.Scan() {
 			b.Fatal("work child stopped")
 		}
-		ns, _ := strconv.ParseInt(sc.Text(), 10, 64)
-		ds = append(ds, time.Duration(ns))
+		w, c, _ := strings.Cut(sc.Text(), " ")
+		ns, _ := strconv.ParseInt(w, 10, 64)
+		wall = append(wall, time.Duration(ns))
+		ns, _ = strconv.ParseInt(c, 10, 64)
+		cpu = append(cpu, time.Duration(ns))
 	}
-	slices.Sort(ds)
-	return ds
+	slices.Sort(wall)
+	slices.Sort(cpu)
+	return wall, cpu
+}
+
+// BenchmarkSteady measures what Steady is for: work of a fixed size
+// (0.5, 2, 5 and 20 ms at full speed) run after idle gaps in a group
+// limited to 0.1 cores, without and with Steady. It reports the median
+// and p10-p90 of wall time over the work's CPU time at the limit's share
+// (CPU time / 0.1): a board of that speed gives 1.
+//
+//	go test -run '^$' -bench Steady -benchtime 1x ./cpulimit/
+func BenchmarkSteady(b *testing.B) {
+	l := Limit{Cores: 0.1}
+	for i := 0; i < b.N; i++ {
+		for _, us := range []int{500, 2000, 5000, 20000} {
+			rounds, _ := calibrate(time.Duration(us) * time.Microsecond)
+			for _, steady := range []bool{false, true} {
+				g, err := New(l)
+				if err != nil {
+					b.Skip(err)
+				}
+				if steady {
+					t0 := time.Now()
+					if err := g.Steady(); err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(time.Since(t0).Seconds(), fmt.Sprintf("steady-s-%.1fms", float64(us)/1000))
+					b.ReportMetric(g.Effective(), fmt.Sprintf("effective-cores-%.1fms", float64(us)/1000))
+				}
+				wall, cpu := periodRoundsCPU(b, g, rounds, 30)
+				g.Close()
+				at := time.Duration(float64(cpu[len(cpu)/2]) / l.Cores)
+				name := fmt.Sprintf("%.1fms-steady=%v", float64(us)/1000, steady)
+				b.ReportMetric(wall[len(wall)/2].Seconds()/at.Seconds(), "median-x-"+name)
+				b.ReportMetric(wall[len(wall)/10].Seconds()/at.Seconds(), "p10-x-"+name)
+				b.ReportMetric(wall[len(wall)*9/10].Seconds()/at.Seconds(), "p90-x-"+name)
+			}
+		}
+	}
+}
+
+// calibrate finds the rounds of work's loop that take about d here at
+// full speed, and their measured median time.
+func calibrate(d time.Duration) (int, time.Duration) {
+	run := func(n int) time.Duration {
+		start := time.Now()
+		x := 1.0
+		for i := 0; i < n; i++ {
+			x = math.Sqrt(x + float64(i&1023))
+		}
+		if x < 0 {
+			return 0
+		}
+		return time.Since(start)
+	}
+	n := 1 << 14
+	for run(n) < d {
+		n *= 2
+	}
+	n = int(float64(n) * d.Seconds() / run(n).Seconds())
+	var ts []time.Duration
+	for range 9 {
+		ts = append(ts, run(n))
+	}
+	slices.Sort(ts)
+	return n, ts[4]
+}
+
+// TestSteady: with Steady, the group's processes run on a CPU of their
+// own beside a real-time stall process outside the group, and work of
+// half a quota after an idle gap takes its share's time, as on a slow
+// board, instead of running at full speed on the quota the kernel banked
+// while it waited (which it always does without Steady, measured by
+// BenchmarkSteady). Close stops the stall process and gives this process
+// its CPUs back.
+func TestSteady(t *testing.T) {
+	var before unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &before); err != nil {
+		t.Fatal(err)
+	}
+	// Sized before Steady: its stall process takes most of a CPU this
+	// test may run on.
+	rounds, _ := calibrate(4 * time.Millisecond)
+	l := Limit{Cores: 0.1}
+	g := newGroup(t, l)
+	if err := g.Steady(); err != nil {
+		t.Fatal(err)
+	}
+	if len(g.CPUs()) != 1 || len(g.stalls) != 1 {
+		t.Fatalf("CPUs %v and stall processes %v for %s, want one each", g.CPUs(), g.stalls, l)
+	}
+	stall := g.stalls[0].Process.Pid
+	// Calibrated: the group runs work at about its limit, and the kernel
+	// counts it at least that much CPU time per second.
+	if e := g.Effective(); e < 0.5*l.Cores || e > 1.5*l.Cores {
+		t.Errorf("calibrated speed %.3f cores, want about %g", e, l.Cores)
+	}
+	if r := g.Rate(); r < 0.5*g.Effective() {
+		t.Errorf("CPU rate %.3f, want about the speed %.3f or more", r, g.Effective())
+	}
+	attr, err := unix.SchedGetAttr(stall, 0)
+	if err != nil || attr.Policy != unix.SCHED_FIFO {
+		t.Errorf("stall process %d: %+v, %v; want SCHED_FIFO", stall, attr, err)
+	}
+	procs, err := os.ReadFile(filepath.Join(g.Dir(), "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(strings.TrimSpace(string(procs))) > 0 {
+		t.Errorf("group holds %q, want nothing: the stall process stays outside", procs)
+	}
+
+	// Work of a few milliseconds after an idle gap: without Steady the
+	// banked quota and the tick's overrun (4 ms at 250 Hz) can run it at
+	// full speed; with it, it takes about its CPU time at the measured
+	// rate, within a window. A loaded machine only makes it slower.
+	wall, cpu := periodRoundsCPU(t, g, rounds, 6)
+	share := time.Duration(float64(cpu[0]) / g.Rate())
+	t.Logf("work of %v CPU (least) took %v; at the rate %.3f it takes %v", cpu[0], wall, g.Rate(), share)
+	if cpu[0] < Window/2 {
+		t.Logf("work of %v CPU is under half a window: a share's slot could hold it; not checked", cpu[0])
+	} else if wall[0] < share/2 {
+		t.Errorf("work of %v CPU ran in %v after an idle gap, under half its time %v at the group's rate: it ran at full speed", cpu[0], wall[0], share)
+	}
+
+	// This process, entering, is pinned to the group's CPU.
+	if err := g.Enter(); err != nil {
+		t.Fatal(err)
+	}
+	var in unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &in); err != nil {
+		t.Fatal(err)
+	}
+	if in.Count() != 1 || !in.IsSet(g.CPUs()[0]) {
+		t.Errorf("entered, this thread runs on %d CPUs, want CPU %d alone", in.Count(), g.CPUs()[0])
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(stall, 0); err == nil {
+		t.Errorf("stall process %d still runs after Close", stall)
+	}
+	var after unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("after Close this process runs on %d CPUs, before on %d", after.Count(), before.Count())
+	}
 }

@@ -10,20 +10,22 @@ func TestSustained(t *testing.T) {
 	ms := time.Millisecond
 	for _, tt := range []struct {
 		wall, cpu time.Duration
-		cores     float64
+		rate      float64
 		want      time.Duration
 	}{
-		{2 * ms, 2 * ms, 0, 2 * ms},      // no limit: the wall time
-		{2 * ms, 2 * ms, 0.1, 20 * ms},   // a burst within one period's quota
-		{25 * ms, 2 * ms, 0.1, 25 * ms},  // already throttled longer than that
-		{4 * ms, 6 * ms, 1.5, 4 * ms},    // two threads, a limit they do not reach
-		{10 * ms, 10 * ms, 2, 10 * ms},   // one thread under a two-core limit
-		{10 * ms, 20 * ms, 0.5, 40 * ms}, // two threads held to half a core
-		{0, 0, 0.1, 0},                   // nothing measured
-		{3 * ms, 1500 * time.Microsecond, 0.5, 3 * ms},
+		{2 * ms, 2 * ms, 0, 2 * ms},       // no limit: the wall time
+		{2 * ms, 2 * ms, 0.1, 20 * ms},    // a burst within one window
+		{12 * ms, 2 * ms, 0.1, 20 * ms},   // a long wait: its share, not the wait
+		{18 * ms, 2 * ms, 0.125, 16 * ms}, // switching counted as CPU time: the measured rate
+		{4 * ms, 6 * ms, 1.5, 4 * ms},     // two threads, a limit they do not reach
+		{10 * ms, 10 * ms, 2, 10 * ms},    // one thread under a two-core limit
+		{10 * ms, 20 * ms, 0.5, 40 * ms},  // two threads held to half a core
+		{0, 0, 0.1, 0},                    // nothing measured
+		{2 * ms, 1500 * time.Microsecond, 0.5, 3 * ms},
+		{5 * ms, 0, 0.5, 5 * ms}, // no CPU time to go by: the wall time
 	} {
-		if got := Sustained(tt.wall, tt.cpu, tt.cores); got != tt.want {
-			t.Errorf("Sustained(%v, %v, %g) = %v, want %v", tt.wall, tt.cpu, tt.cores, got, tt.want)
+		if got := Sustained(tt.wall, tt.cpu, tt.rate); got != tt.want {
+			t.Errorf("Sustained(%v, %v, %g) = %v, want %v", tt.wall, tt.cpu, tt.rate, got, tt.want)
 		}
 	}
 }

@@ -259,9 +259,11 @@ func HashModel(model []byte) string {
 // opts must be normalised.
 func CacheKey(modelHash string, opts Options, ortVersion, machineID string) string {
 	h := sha256.New()
-	// v3: a limited edge's runs are timed sustained (cpulimit.Sustained).
+	// v5: a limited edge is held to its share every window (cpulimit.Group.Steady)
+	// and its runs are priced by CPU time at the whole model's measured rate
+	// (pricer).
 	fields := []string{
-		"v3", modelHash, opts.Provider, strconv.Itoa(opts.Threads), strconv.Itoa(opts.Repeats),
+		"v5", modelHash, opts.Provider, strconv.Itoa(opts.Threads), strconv.Itoa(opts.Repeats),
 		strconv.Itoa(opts.Warmup), strconv.Itoa(opts.Passes), fmt.Sprint(opts.Cuts), strconv.Itoa(opts.Checks),
 		strconv.FormatUint(opts.Seed, 10), strconv.FormatBool(opts.NodesOptimized),
 		strconv.FormatFloat(opts.CPULimit, 'g', -1, 64), ortVersion, machineID,

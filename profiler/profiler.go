@@ -220,10 +220,10 @@ func measure(ctx context.Context, p *Profile, m *graph.Model, model []byte, inpu
 	t := &timer{sampler: sampler, opts: opts}
 	checkCuts := pickChecks(m, cuts, opts.Checks)
 	var (
-		whole      []time.Duration
-		segs       = make([][]time.Duration, len(cuts)-1)
-		heads      = make([][]time.Duration, len(checkCuts))
-		tails      = make([][]time.Duration, len(checkCuts))
+		whole      []run
+		segs       = make([][]run, len(cuts)-1)
+		heads      = make([][]run, len(checkCuts))
+		tails      = make([][]run, len(checkCuts))
 		segModels  = make([][]byte, len(cuts)-1)
 		checkSplit = make([]*graph.Split, len(checkCuts))
 	)
@@ -278,16 +278,17 @@ func measure(ctx context.Context, p *Profile, m *graph.Model, model []byte, inpu
 		}
 	}
 
-	p.Whole = summarise(whole)
+	price := pricer(whole, cpulimit.OwnRate())
+	p.Whole = summarise(price(whole))
 	for i, d := range segs {
-		p.Segments = append(p.Segments, Segment{From: cuts[i], To: cuts[i+1], Time: summarise(d)})
+		p.Segments = append(p.Segments, Segment{From: cuts[i], To: cuts[i+1], Time: summarise(price(d))})
 	}
 	p.Cuts = cumulative(m, cuts, p.Segments, opts.Repeats)
 	last, _ := p.Cut(len(m.Nodes()))
 	p.Checks = append(p.Checks, newCheck(len(m.Nodes()), "whole", p.Whole, last.Edge))
 	for k, c := range checkCuts {
 		ct, _ := p.Cut(c)
-		p.Checks = append(p.Checks, newCheck(c, "head", summarise(heads[k]), ct.Edge), newCheck(c, "tail", summarise(tails[k]), ct.Server))
+		p.Checks = append(p.Checks, newCheck(c, "head", summarise(price(heads[k])), ct.Edge), newCheck(c, "tail", summarise(price(tails[k])), ct.Server))
 	}
 	errs := make([]float64, len(p.Checks))
 	for i, c := range p.Checks {
@@ -332,15 +333,47 @@ func (t *timer) runsIn(pass int) int {
 	return n
 }
 
+// run is one timed run: its wall time and this process's CPU time.
+type run struct{ wall, cpu time.Duration }
+
+// pricer returns how runs are priced. Without a CPU limit (rate 0) a
+// run's time is its wall time. In a CPU-limited process
+// (cpulimit.Group.Steady, entered) it is its CPU time at the rate the
+// whole model's runs measured, CPU time over wall time summed over them
+// (cpulimit.Sustained): the limit holds the process to its share in
+// windows of a few milliseconds, so a segment shorter than a few windows
+// measures anywhere from its full-speed time to a window more than its
+// share, while its CPU time does not depend on where in a window it
+// started; and the rate of this model's own work, rather than the
+// limit's calibration (rate), because memory-bound work is counted more
+// CPU time per second under the limit than the calibration's arithmetic.
+// Where the whole model's runs measured nothing, rate is used.
+func pricer(whole []run, rate float64) func([]run) []time.Duration {
+	if rate > 0 {
+		var wall, cpu time.Duration
+		for _, r := range whole {
+			wall, cpu = wall+r.wall, cpu+r.cpu
+		}
+		if wall > 0 && cpu > 0 {
+			rate = cpu.Seconds() / wall.Seconds()
+		}
+	}
+	return func(rs []run) []time.Duration {
+		ds := make([]time.Duration, len(rs))
+		for i, r := range rs {
+			ds[i] = cpulimit.Sustained(r.wall, r.cpu, rate)
+		}
+		return ds
+	}
+}
+
 // time loads a model into a session with full graph optimisation, runs it
 // Warmup times untimed and runs times timed, closes it, and returns the
-// durations and the outputs of the first run. Only Session.Run is inside
+// runs and the outputs of the first run. Only Session.Run is inside
 // the clock; with CUDA it returns once the outputs are back in host memory,
-// so the GPU work is complete when the clock stops. Under a CPU limit
-// (Options.CPULimit) each run counts as its sustained time
-// (cpulimit.Sustained): what it takes inside a request, where the quota is
-// already spent, not a short run's burst within one period's quota.
-func (t *timer) time(ctx context.Context, model []byte, avail map[string]tensor.Tensor, runs int) ([]time.Duration, []tensor.Tensor, error) {
+// so the GPU work is complete when the clock stops; pricer turns the runs
+// into times.
+func (t *timer) time(ctx context.Context, model []byte, avail map[string]tensor.Tensor, runs int) ([]run, []tensor.Tensor, error) {
 	s, err := engine.NewSession(model, engine.Options{Threads: t.opts.Threads, Provider: t.opts.Provider})
 	if err != nil {
 		return nil, nil, err
@@ -363,12 +396,12 @@ func (t *timer) time(ctx context.Context, model []byte, avail map[string]tensor.
 	// Collect now, so that the timed runs' own garbage is the most a
 	// collection could have to deal with.
 	runtime.GC()
-	ds := make([]time.Duration, runs)
+	ds := make([]run, runs)
 	for i := range ds {
 		t.sampler.Quiet(func() {
 			start, cpu := time.Now(), cpulimit.ProcessCPU()
 			_, err = s.Run(ctx, in)
-			ds[i] = cpulimit.Sustained(time.Since(start), cpulimit.ProcessCPU()-cpu, t.opts.CPULimit)
+			ds[i] = run{time.Since(start), cpulimit.ProcessCPU() - cpu}
 		})
 		if err != nil {
 			return nil, nil, err

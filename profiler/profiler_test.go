@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -715,6 +716,30 @@ func TestNodeTableOptimized(t *testing.T) {
 	for _, row := range p.Nodes[6:] {
 		if row.ID != -1 || row.Time.Runs != 2 {
 			t.Errorf("extra row %+v, want ID -1 with 2 runs", row)
+		}
+	}
+}
+
+// TestPricer: without a limit a run is its wall time; under one, its CPU
+// time at the rate the whole model's runs measured (CPU over wall, summed),
+// whatever the limit's own calibration said; with no whole runs to go by,
+// at that calibration's rate.
+func TestPricer(t *testing.T) {
+	ms := time.Millisecond
+	whole := []run{{100 * ms, 12 * ms}, {110 * ms, 13 * ms}, {90 * ms, 11 * ms}} // 36 ms CPU in 300 ms: 0.12
+	seg := []run{{2 * ms, 1200 * time.Microsecond}, {10 * ms, 1200 * time.Microsecond}}
+	for _, tt := range []struct {
+		name  string
+		whole []run
+		rate  float64
+		want  []time.Duration
+	}{
+		{"no limit", whole, 0, []time.Duration{2 * ms, 10 * ms}},
+		{"the whole model's rate", whole, 0.1, []time.Duration{10 * ms, 10 * ms}},
+		{"no whole runs: the calibration's", nil, 0.1, []time.Duration{12 * ms, 12 * ms}},
+	} {
+		if got := pricer(tt.whole, tt.rate)(seg); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: priced %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"tracr/cpulimit"
 	"tracr/engine"
 	"tracr/graph"
 )
@@ -55,7 +56,7 @@ func RecheckProfile(ctx context.Context, p *Profile, model []byte, opts Options)
 	if err != nil {
 		return rc, fmt.Errorf("recheck profile: %w", err)
 	}
-	rc.Measured = summarise(ds)
+	rc.Measured = summarise(pricer(ds, cpulimit.OwnRate())(ds))
 	return judge(rc), nil
 }
 

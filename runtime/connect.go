@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 
@@ -105,7 +107,18 @@ func Connect(ctx context.Context, spec ServerSpec) (*Server, error) {
 		g.Close()
 		return nil, err
 	}
-	if err := g.Enter(); err != nil {
+	// The edge gets CPUs of its own, held to its share in every
+	// millisecond (cpulimit.Group.Steady); the local server process keeps
+	// off them where the machine has others, as a server does not share a
+	// board's CPU.
+	err = g.Steady()
+	if err == nil {
+		err = g.Enter()
+	}
+	if err == nil && s.proc != nil {
+		err = g.Avoid(s.proc.Pid())
+	}
+	if err != nil {
 		s.Close()
 		g.Close()
 		return nil, fmt.Errorf("edge CPU limit: %w", err)
@@ -167,8 +180,16 @@ func startProcess(ctx context.Context, spec ServerSpec) (*Server, error) {
 		return nil, err
 	}
 	var args []string
-	if l.Threads != 0 {
-		args = append(args, "--threads", strconv.Itoa(l.Threads))
+	threads := l.Threads
+	if threads == 0 && spec.EdgeCPU > 0 {
+		// The limited edge takes ceil(EdgeCPU) CPUs of its own (Steady)
+		// and the server is kept off them: one ONNX Runtime thread per CPU
+		// it has, not per core of the machine, whose spinning workers
+		// would share a CPU.
+		threads = max(goruntime.NumCPU()-int(math.Ceil(spec.EdgeCPU)), 1)
+	}
+	if threads != 0 {
+		args = append(args, "--threads", strconv.Itoa(threads))
 	}
 	if l.Provider != "" {
 		args = append(args, "--provider", l.Provider)

@@ -3,9 +3,12 @@ package runtime
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,6 +78,15 @@ func TestConnectEdgeCPU(t *testing.T) {
 	if got := cgroupOf(t, server); strings.HasSuffix(got, group) {
 		t.Errorf("the server process is in the edge's limit (%s)", got)
 	}
+	// The edge has a CPU of its own, which the server keeps off where
+	// the machine has another.
+	edgeCPUs := g.CPUs()
+	if got := cpusOf(t, os.Getpid()); len(edgeCPUs) != 1 || got != fmt.Sprint(edgeCPUs[0]) {
+		t.Errorf("this process runs on CPUs %s, want the limit's %v", got, edgeCPUs)
+	}
+	if goruntime.NumCPU() > 1 && len(edgeCPUs) == 1 && slices.Contains(expandCPUs(t, cpusOf(t, server)), edgeCPUs[0]) {
+		t.Errorf("the server process runs on CPUs %s, the edge's %v among them", cpusOf(t, server), edgeCPUs)
+	}
 
 	// The limit holds this process: a busy loop gets at most its share.
 	wall := 400 * time.Millisecond
@@ -124,6 +136,9 @@ func TestConnectEdgeCPU(t *testing.T) {
 	if _, err := os.Stat(g.Dir()); !os.IsNotExist(err) {
 		t.Errorf("the limit's cgroup %s is still there: %v", g.Dir(), err)
 	}
+	if got, want := cpusOf(t, os.Getpid()), fmt.Sprintf("0-%d", goruntime.NumCPU()-1); goruntime.NumCPU() > 1 && got != want {
+		t.Errorf("after Close this process runs on CPUs %s, want %s", got, want)
+	}
 	if err := syscall.Kill(server, 0); err == nil {
 		t.Errorf("the server process %d still runs after Close", server)
 	}
@@ -142,4 +157,42 @@ func TestConnectEdgeCPUUnavailable(t *testing.T) {
 			t.Errorf("EdgeCPU %g: err = %v, want a refusal", bad, err)
 		}
 	}
+}
+
+// cpusOf is the CPUs process pid's main thread may run on, as the kernel
+// lists them ("1", "0-1", "0,2").
+func cpusOf(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("process %d: no Cpus_allowed_list", pid)
+	return ""
+}
+
+// expandCPUs expands a kernel CPU list ("0-2,5") into its CPUs.
+func expandCPUs(t *testing.T, list string) []int {
+	t.Helper()
+	var cpus []int
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil {
+			t.Fatalf("CPU list %q: %v", list, err)
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus
 }

@@ -32,6 +32,9 @@ type PlanOptions struct {
 	// (zoo models know it; for them it must be empty or agree).
 	Task ModelTask
 	// EdgeThreads and EdgeProvider configure ONNX Runtime on the edge.
+	// Under EdgeCPU, 0 threads means as many as the limit's cores rounded
+	// up (the CPUs the limited edge is given), not one per core of this
+	// machine, whose spinning workers would spend the quota waiting.
 	EdgeThreads  int
 	EdgeProvider string
 	// EdgeSlowdown emulates an edge device this many times slower than
@@ -120,6 +123,11 @@ type Planned struct {
 	EdgeSlowdown float64
 	// EdgeCPU is PlanOptions.EdgeCPU.
 	EdgeCPU float64
+	// EdgeSpeed and EdgeRate are what the limited edge measured itself at
+	// (cpulimit.Own): its speed in cores, and the CPU time counted per
+	// second there, by which its runs are priced (cpulimit.Sustained); 0
+	// without a limit.
+	EdgeSpeed, EdgeRate float64
 	// SendCPU is the edge's CPU time per byte sent over the connection
 	// (SSH encryption and framing), measured when the edge is limited: a
 	// limited edge pays it at its own rate, so every encoding's Encode
@@ -150,9 +158,15 @@ func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned,
 	if err != nil {
 		return nil, err
 	}
+	if opts.EdgeCPU > 0 && opts.EdgeThreads == 0 {
+		opts.EdgeThreads = int(math.Ceil(opts.EdgeCPU))
+	}
 	p.Edge = engine.Options{Threads: opts.EdgeThreads, Provider: opts.EdgeProvider}
 	p.EdgeSlowdown = opts.EdgeSlowdown
 	p.EdgeCPU = opts.EdgeCPU
+	if opts.EdgeCPU > 0 {
+		p.EdgeSpeed, p.EdgeRate = cpulimit.Own()
+	}
 	if opts.Preload != nil {
 		if err := opts.Preload(p.ModelBytes); err != nil {
 			return nil, err
@@ -328,7 +342,7 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 			ts = append(ts, values[name])
 		}
 		if c.Kind != planner.KindEdgeOnly {
-			if c.Encodings, err = measureEncodings(ts, codecs, p.EdgeCPU); err != nil {
+			if c.Encodings, err = measureEncodings(ts, codecs); err != nil {
 				return nil, fmt.Errorf("cut %d: %w", ct.ID, err)
 			}
 			p.addSendCost(c.Encodings)
@@ -338,7 +352,7 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 			// Server-only with the input image JPEG-compressed: the edge
 			// encodes, the server decodes and runs the whole model.
 			jpeg, _ := transport.ParseCodecSpec("jpeg")
-			encs, err := measureEncodings(ts, []transport.CodecSpec{jpeg}, p.EdgeCPU)
+			encs, err := measureEncodings(ts, []transport.CodecSpec{jpeg})
 			if err != nil {
 				return nil, fmt.Errorf("jpeg: %w", err)
 			}
@@ -465,16 +479,20 @@ func (p *Planned) addSendCost(encs []planner.Encoding) {
 	if p.EdgeCPU <= 0 || p.SendCPU <= 0 {
 		return
 	}
+	rate := p.EdgeRate
+	if rate <= 0 {
+		rate = p.EdgeCPU
+	}
 	for i := range encs {
-		encs[i].Encode += time.Duration(p.SendCPU * float64(encs[i].Bytes) / p.EdgeCPU * float64(time.Second))
+		encs[i].Encode += time.Duration(p.SendCPU * float64(encs[i].Bytes) / rate * float64(time.Second))
 	}
 }
 
 // measureEncodings encodes the tensors with each codec and decodes them
 // back, timing both (median of three), and records the bytes sent; the
-// encoding is timed as sustained under the edge's CPU limit of edgeCPU
-// cores (0: none).
-func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec, edgeCPU float64) ([]planner.Encoding, error) {
+// encoding is timed as sustained under this process's CPU limit, if any
+// (cpulimit.Sustained).
+func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec) ([]planner.Encoding, error) {
 	var out []planner.Encoding
 	lim := transport.DefaultLimits()
 	for _, spec := range codecs {
@@ -492,7 +510,7 @@ func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec, edgeCPU 
 				t1 := time.Now()
 				// The edge encodes: under its CPU limit at the sustained
 				// rate, as inside a request after the head.
-				e += cpulimit.Sustained(t1.Sub(t0), cpulimit.ProcessCPU()-cpu, edgeCPU)
+				e += cpulimit.Sustained(t1.Sub(t0), cpulimit.ProcessCPU()-cpu, cpulimit.OwnRate())
 				if _, err := transport.DecodeTensor(w, lim); err != nil {
 					return nil, fmt.Errorf("%s: %w", spec, err)
 				}

@@ -21,6 +21,7 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "quick", Usage: "smaller inputs, fewer links and repeats (a few minutes)"},
 			&cli.Float64Flag{Name: "edge-cpu", Value: bench.DefaultEdgeCPU, Usage: "the limited edge's share of this machine's cores, for the sections that measure with the edge limited by the kernel"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: filepath.Join("results", "bench"), Usage: "folder for bench.csv, bench.json and bench.md"},
+			&cli.StringSliceFlag{Name: "section", Usage: "run only the sections whose names contain this word (repeatable), e.g. adaptation"},
 			&cli.DurationFlag{Name: "soak", Usage: "instead of the figures, run --clients edge clients for this long against one loopback server"},
 			&cli.IntFlag{Name: "clients", Value: 8, Usage: "edge clients of --soak"},
 			&cli.DurationFlag{Name: "slow", Usage: "with --soak: slow the link 100x for this long, a third of the way in"},
@@ -47,7 +48,10 @@ func benchCommand() *cli.Command {
 			if c.Float64("edge-cpu") == 0 {
 				return fmt.Errorf("--edge-cpu 0: want a share of this machine's cores above 0, e.g. %g", bench.DefaultEdgeCPU)
 			}
-			rep, err := bench.Run(ctx, bench.Options{Quick: c.Bool("quick"), Log: c.App.ErrWriter, EdgeCPU: c.Float64("edge-cpu")})
+			if err := bench.CheckSections(c.StringSlice("section"), bench.SectionNames(c.Float64("edge-cpu"))); err != nil {
+				return err
+			}
+			rep, err := bench.Run(ctx, bench.Options{Quick: c.Bool("quick"), Log: c.App.ErrWriter, EdgeCPU: c.Float64("edge-cpu"), Sections: c.StringSlice("section")})
 			if err != nil {
 				return err
 			}

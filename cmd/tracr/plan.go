@@ -153,7 +153,8 @@ func writePlan(ctx context.Context, w io.Writer, server, link string, p *runtime
 	fmt.Fprintf(w, "edge:   %s, %d threads, whole model %s ms (fusion error %.1f%%), %s\n", p.EdgeProfile.Machine.CPUModel,
 		p.EdgeProfile.Threads, msText(p.EdgeProfile.Whole.Median), 100*p.EdgeProfile.FusionError, profiledAgo(p.EdgeProfile))
 	if p.EdgeCPU > 0 {
-		fmt.Fprintf(w, "        limited to %s by the kernel (cgroup CPU bandwidth): profiled and priced as that device\n", cpulimit.Limit{Cores: p.EdgeCPU})
+		fmt.Fprintf(w, "        limited to %g cores by the kernel (its share of every %v, a cgroup CPU quota as the cap): measured at %.3f cores; profiled and priced as that device\n",
+			p.EdgeCPU, cpulimit.Window, p.EdgeSpeed)
 	}
 	if p.EdgeSlowdown > 1 {
 		fmt.Fprintf(w, "        emulating an edge device %gx slower: edge times below are priced at %gx the measured ones\n", p.EdgeSlowdown, p.EdgeSlowdown)
