@@ -158,7 +158,12 @@ type request struct {
 	rescued     bool
 
 	slot bool // r holds an in-flight slot until it is collected
-	done chan struct{}
+	// computed is closed (by edgeDone) once the edge's own work for r is
+	// over: its compute (head or whole model, encoding) and the writing
+	// of its request.
+	computed chan struct{}
+	edgeOnce sync.Once
+	done     chan struct{}
 }
 
 // rescue is the state of a request run both on the server and, after its
@@ -474,7 +479,7 @@ func (x *executor) read(ctx context.Context, inputs chan<- *request) {
 		n = min(n, x.opts.Limit)
 	}
 	for i := 0; i < n && ctx.Err() == nil; i++ {
-		r := &request{id: i, name: fmt.Sprintf("#%d", i), done: make(chan struct{})}
+		r := &request{id: i, name: fmt.Sprintf("#%d", i), done: make(chan struct{}), computed: make(chan struct{})}
 		t0 := time.Now()
 		s, err := x.opts.Dataset.Sample(i)
 		if err == nil {
@@ -490,6 +495,18 @@ func (x *executor) read(ctx context.Context, inputs chan<- *request) {
 		case inputs <- r:
 		case <-ctx.Done():
 			return
+		}
+		if x.p.EdgeCPU > 0 {
+			// A limited edge's ONNX Runtime threads fill its CPUs: the
+			// next input, pre-processed beside r's compute or the
+			// encryption of its request, could only slow r down, never
+			// add throughput. It waits its turn, and runs while r
+			// crosses the link or runs on the server.
+			select {
+			case <-r.computed:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }
@@ -511,6 +528,7 @@ func (x *executor) dispatchAll(ctx context.Context, inputs <-chan *request, queu
 		}
 		if r.err != nil {
 			x.event("skip", r.id, fmt.Sprintf("skipped %s: %s", r.name, oneLine(r.err)))
+			r.edgeDone()
 			close(r.done)
 			queue <- r
 			continue
@@ -519,7 +537,9 @@ func (x *executor) dispatchAll(ctx context.Context, inputs <-chan *request, queu
 			return
 		}
 		r.slot = true
-		x.dispatch(r)
+		if !x.dispatch(r) {
+			r.edgeDone()
+		}
 		queue <- r
 	}
 }
@@ -650,8 +670,10 @@ func (x *executor) predict(plan planner.Plan, up float64) time.Duration {
 }
 
 // dispatch runs r's edge part and sends it, or runs it wholly on the edge.
-// It holds an in-flight slot, released when r is done.
-func (x *executor) dispatch(r *request) {
+// It holds an in-flight slot, released when r is done. It returns whether
+// it handed r to send (which calls r.edgeDone once the request is
+// written).
+func (x *executor) dispatch(r *request) bool {
 	c, gen := x.choose(r)
 	r.start = time.Now()
 	if r.plan.Candidate.Kind == planner.KindEdgeOnly {
@@ -659,7 +681,7 @@ func (x *executor) dispatch(r *request) {
 		r.edge = time.Since(r.start)
 		if err != nil {
 			x.finish(r, fmt.Errorf("edge: %w", err))
-			return
+			return false
 		}
 		go func() {
 			t0 := time.Now()
@@ -667,13 +689,13 @@ func (x *executor) dispatch(r *request) {
 			r.localPost, r.result = time.Since(t0), res
 			x.finish(r, err)
 		}()
-		return
+		return false
 	}
 	mid, err := x.edge.head(x.reqCtx, r.plan, r.input)
 	r.edge = time.Since(r.start)
 	if err != nil {
 		x.finish(r, err)
-		return
+		return false
 	}
 	t0 := time.Now()
 	spec, err := planCodec(r.plan)
@@ -684,16 +706,17 @@ func (x *executor) dispatch(r *request) {
 	r.encode = time.Since(t0)
 	if err != nil {
 		x.finish(r, err)
-		return
+		return false
 	}
 	post, err := zoo.MarshalPost(*r.post)
 	if err != nil {
 		x.finish(r, err)
-		return
+		return false
 	}
 	r.bytesUp += int64(len(post))
 	req := transport.InferRequest{ModelHash: x.p.Hash, Cut: r.plan.Candidate.Cut, Tensors: wires, Post: post}
 	go x.send(c, gen, r, req)
+	return true
 }
 
 // send makes r's request to the server and finishes r with its result,
@@ -709,7 +732,7 @@ func (x *executor) send(c *transport.Client, gen int, r *request, req transport.
 		}
 	}
 	x.mu.Unlock()
-	res, err := c.Infer(ctx, req)
+	res, err := c.InferWritten(ctx, req, r.edgeDone)
 	recv := time.Now()
 	cancel()
 	x.mu.Lock()
@@ -760,6 +783,9 @@ func (x *executor) fallBack(r *request) {
 	r.edge += edge
 	x.finish(r, err)
 }
+
+// edgeDone marks the edge's own work for r over (see request.computed).
+func (r *request) edgeDone() { r.edgeOnce.Do(func() { close(r.computed) }) }
 
 // finish marks r done (failed when err is set).
 func (x *executor) finish(r *request, err error) {
@@ -826,6 +852,11 @@ func (x *executor) observe(r *request, rec Record) {
 	if res := r.remote; res != nil {
 		o.Server = time.Duration(res.ServerNanos)
 		o.UpBytes, o.Up = rec.BytesUp, x.uploadTime(r.id, r.sent)
+		if c := x.p.sendCost(o.UpBytes); c < o.Up {
+			// A limited edge's own sending (priced in the plan's Encode)
+			// is in the upload's time: the link's share is the rest.
+			o.Up -= c
+		}
 	}
 	if x.rp == nil {
 		if o.UpBytes > 0 && o.Up > 0 {

@@ -554,3 +554,50 @@ func TestExecuteInterrupt(t *testing.T) {
 		}
 	}
 }
+
+// TestExecuteLimitedEdgeTakesTurns checks that on a limited edge the next
+// input is read and pre-processed only once the edge's own work for the
+// request before it is over (its compute, and for a split the writing of
+// its request), while an edge at full speed reads ahead.
+func TestExecuteLimitedEdgeTakesTurns(t *testing.T) {
+	requireORT(t)
+	last := nodeCount(t, "yolov8n", 160)
+	const n = 6
+	for _, limited := range []bool{false, true} {
+		for _, k := range []int{22, last} {
+			p := handPlanned(t, "yolov8n", 160, engine.Options{Threads: 1}, planner.Link{Up: 1e9, Down: 1e9}, 22, last)
+			if limited {
+				p.EdgeCPU = 0.5 // the field the pipeline reads; no kernel limit is needed to see the order
+			}
+			var mu sync.Mutex
+			read := make([]time.Time, n)
+			ds := hookDataset{zoo.Synthetic(n, 200, 150, 3), func(i int) {
+				mu.Lock()
+				read[i] = time.Now()
+				mu.Unlock()
+			}}
+			lb := startLoopback(t, nil)
+			out, err := Execute(context.Background(), ExecOptions{Planned: p, Plan: planFor(t, p, k), Dataset: ds, Dial: lb.Dial, InFlight: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out.Records) != n {
+				t.Fatalf("%d records", len(out.Records))
+			}
+			early := 0
+			for i := 1; i < n; i++ {
+				r := out.Records[i-1]
+				computed := out.Start.Add(r.Start + r.Edge + r.Encode)
+				if read[i].Before(computed) {
+					early++
+				}
+			}
+			switch {
+			case limited && early > 0:
+				t.Errorf("limited edge, plan %d: %d of %d inputs read before the edge finished the request before them", k, early, n-1)
+			case !limited && early == 0:
+				t.Errorf("edge at full speed, plan %d: no input was read ahead", k)
+			}
+		}
+	}
+}

@@ -476,16 +476,22 @@ func sendCPU(ctx context.Context, c *transport.Client) (float64, error) {
 // addSendCost adds to each encoding's Encode the CPU its bytes cost the
 // limited edge to send, at the edge's rate.
 func (p *Planned) addSendCost(encs []planner.Encoding) {
+	for i := range encs {
+		encs[i].Encode += p.sendCost(encs[i].Bytes)
+	}
+}
+
+// sendCost is what sending n bytes costs the limited edge, at its rate:
+// 0 without a limit (SendCPU).
+func (p *Planned) sendCost(n int64) time.Duration {
 	if p.EdgeCPU <= 0 || p.SendCPU <= 0 {
-		return
+		return 0
 	}
 	rate := p.EdgeRate
 	if rate <= 0 {
 		rate = p.EdgeCPU
 	}
-	for i := range encs {
-		encs[i].Encode += time.Duration(p.SendCPU * float64(encs[i].Bytes) / rate * float64(time.Second))
-	}
+	return time.Duration(p.SendCPU * float64(n) / rate * float64(time.Second))
 }
 
 // measureEncodings encodes the tensors with each codec and decodes them

@@ -444,6 +444,16 @@ func (c *Client) Close() error {
 // already being written is finished first, so the stream stays whole). The
 // request's ID is assigned by Do.
 func (c *Client) Do(ctx context.Context, f Frame) (Frame, error) {
+	return c.do(ctx, f, nil)
+}
+
+// do is Do, calling written (when not nil) once the frame is written or
+// will not be: a caller's own work on the request is then over. written
+// must be safe to call more than once.
+func (c *Client) do(ctx context.Context, f Frame, written func()) (Frame, error) {
+	if written != nil {
+		defer written() // for the returns before the write
+	}
 	if err := ctx.Err(); err != nil {
 		return Frame{}, err
 	}
@@ -458,7 +468,11 @@ func (c *Client) Do(ctx context.Context, f Frame) (Frame, error) {
 	c.pending[f.ID] = reply
 	c.mu.Unlock()
 
-	if err := c.s.write(f); err != nil {
+	err := c.s.write(f)
+	if written != nil {
+		written()
+	}
+	if err != nil {
 		// A frame cut short leaves the stream out of sync.
 		c.fail(fmt.Errorf("send: %w", err))
 		c.forget(f.ID)
@@ -575,11 +589,26 @@ func (c *Client) EnsureModel(ctx context.Context, model []byte) ([32]byte, error
 // req.Tensors. When the server no longer holds the model and EnsureModel
 // sent it before, Infer uploads it again and retries once.
 func (c *Client) Infer(ctx context.Context, req InferRequest) (InferResult, error) {
+	return c.InferWritten(ctx, req, nil)
+}
+
+// InferWritten is Infer, calling written (when not nil) as soon as the
+// request has been written to the connection, or has failed to be, before
+// the answer comes: the edge's part of the request is then over. It is
+// called once, and always before InferWritten returns.
+func (c *Client) InferWritten(ctx context.Context, req InferRequest, written func()) (InferResult, error) {
+	var once sync.Once
+	done := func() {
+		if written != nil {
+			once.Do(written)
+		}
+	}
+	defer done()
 	payload, err := EncodeInfer(req)
 	if err != nil {
 		return InferResult{}, err
 	}
-	r, err := c.Do(ctx, Frame{Type: MsgInfer, Payload: payload})
+	r, err := c.do(ctx, Frame{Type: MsgInfer, Payload: payload}, done)
 	if errors.Is(err, ErrModelMissing) {
 		c.modelsMu.Lock()
 		model, ok := c.models[req.ModelHash]

@@ -343,3 +343,43 @@ func TestDialTimeout(t *testing.T) {
 		t.Fatalf("Dial took %v with a 200ms timeout", d)
 	}
 }
+
+// TestInferWritten checks that InferWritten reports the request written
+// while the server still works on it, once, and also when the request
+// never goes out.
+func TestInferWritten(t *testing.T) {
+	release := make(chan struct{})
+	ks := startKeyedServer(t, HandlerFunc(func(ctx context.Context, f Frame) (Frame, error) {
+		<-release
+		b, err := EncodeInferResult(InferResult{Cut: 3, Post: []byte("{}")})
+		return Frame{Type: MsgInferResult, Payload: b}, err
+	}), SessionOptions{})
+	c := dialKeyed(t, ks)
+	written := make(chan struct{}, 2)
+	done := make(chan error, 1)
+	go func() {
+		res, err := c.InferWritten(context.Background(), InferRequest{Cut: 3}, func() { written <- struct{}{} })
+		if err == nil && res.Cut != 3 {
+			err = fmt.Errorf("result for cut %d", res.Cut)
+		}
+		done <- err
+	}()
+	select {
+	case <-written:
+	case err := <-done:
+		t.Fatalf("answered (%v) before the written call", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no written call while the server held the request")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(written) != 0 {
+		t.Error("written called twice")
+	}
+	calls := 0
+	if _, err := c.InferWritten(canceled(), InferRequest{Cut: 3}, func() { calls++ }); !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Errorf("with a canceled context: %v, %d written calls, want context.Canceled and 1", err, calls)
+	}
+}
