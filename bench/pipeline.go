@@ -197,7 +197,8 @@ func planName(pl planner.Plan) string {
 }
 
 // adaptStatics checks that the trace has something to adapt to (a split
-// cut best on its first link, edge-only on its last) and returns the
+// cut best on its first link, another plan, edge-only or a cut sending
+// less, on its last) and returns the
 // static plans to compare with: each step's best and edge-only. It
 // leaves p priced at the first link.
 func adaptStatics(p *tr.Planned, t transport.Trace) ([]planner.Plan, error) {
@@ -220,12 +221,14 @@ func adaptStatics(p *tr.Planned, t transport.Trace) ([]planner.Plan, error) {
 	}
 	first, last := t[0].Link, t[len(t)-1].Link
 	p.Reprice(planner.Link(last))
-	if best := p.Ranked[0]; best.Candidate.Kind != planner.KindEdgeOnly {
-		return nil, fmt.Errorf("with the edge at %g cores, %s is best at %s, not edge-only: nothing to adapt to", p.EdgeCPU, planName(best), last)
-	}
+	after := p.Ranked[0]
 	p.Reprice(planner.Link(first))
-	if best := p.Ranked[0]; best.Candidate.Kind != planner.KindCut || !best.Feasible {
-		return nil, fmt.Errorf("with the edge at %g cores, %s is best at %s, not a split cut: nothing to adapt from", p.EdgeCPU, planName(best), first)
+	before := p.Ranked[0]
+	if before.Candidate.Kind != planner.KindCut || !before.Feasible {
+		return nil, fmt.Errorf("with the edge at %g cores, %s is best at %s, not a split cut: nothing to adapt from", p.EdgeCPU, planName(before), first)
+	}
+	if planName(after) == planName(before) {
+		return nil, fmt.Errorf("with the edge at %g cores, %s is best at %s and at %s: nothing to adapt to", p.EdgeCPU, planName(before), first, last)
 	}
 	return statics, nil
 }

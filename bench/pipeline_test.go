@@ -118,7 +118,9 @@ func TestAdaptStatics(t *testing.T) {
 		{"edge limited", []planner.Candidate{serverOnly(307200), cut22(8), edgeOnly(62)}, []string{"cut 22 raw+lz4", "edge-only"}, ""},
 		{"edge at full speed", []planner.Candidate{serverOnly(307200), cut22(0.8), edgeOnly(6.2)}, nil, "not a split cut"},
 		{"server-only best at 50 Mbit/s", []planner.Candidate{serverOnly(30000), cut22(8), edgeOnly(62)}, nil, "server-only (raw) raw is best"},
-		{"split still best at 2 Mbit/s", []planner.Candidate{serverOnly(307200), cut22(8), edgeOnly(2000)}, nil, "not edge-only"},
+		{"split still best at 2 Mbit/s", []planner.Candidate{serverOnly(307200), cut22(8), edgeOnly(2000)}, nil, "cut 22 raw+lz4 is best at up=50mbit,down=100mbit,rtt=10ms and at up=2mbit"},
+		{"a later cut best at 2 Mbit/s", []planner.Candidate{serverOnly(307200), cut22(8), edgeOnly(120), {Kind: planner.KindCut, Cut: 30, Edge: ms(55), Server: ms(1), ResultBytes: 2000,
+			Encodings: []planner.Encoding{{Codec: "raw", Bytes: 9500}}}}, []string{"cut 22 raw+lz4", "edge-only", "cut 30 raw"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
