@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"tracr/planner"
+	"tracr/quantile"
 	tr "tracr/runtime"
 	"tracr/transport"
 	"tracr/zoo"
@@ -303,7 +305,8 @@ func farBehind(static [][]time.Duration, i int) bool {
 // adaptSetup plans m for tb's edge, checks that the trace has
 // something to adapt to, and times the step: the 50 Mbit/s plan runs
 // beforeStep(n) requests on the 50 Mbit/s link, and the step comes when, at their
-// measured pace, the next would start. Measured rather than predicted:
+// measured pace (the median interval between their starts), the next
+// would start. Measured rather than predicted:
 // the runtime adds its own overhead to the planner's stages.
 func (b *bencher) adaptSetup(ctx context.Context, tb *testbed, m model, n int) (*adaptSetup, error) {
 	p, err := b.plan(ctx, tb, m, false)
@@ -316,6 +319,10 @@ func (b *bencher) adaptSetup(ctx context.Context, tb *testbed, m model, n int) (
 		return nil, err
 	}
 	first, k := p.Ranked[0], beforeStep(n)
+	// Planning leaves a large heap (AlexNet's weights, once per profiled
+	// segment) whose collection, on a limited edge, would slow the timing
+	// run below.
+	goruntime.GC()
 	out, err := onTrace(ctx, tb, p, t[:1], tr.ExecOptions{Plan: first, InFlight: adaptInFlight}, k)
 	tb.state.Set(transport.Link{})
 	if err != nil {
@@ -324,7 +331,11 @@ func (b *bencher) adaptSetup(ctx context.Context, tb *testbed, m model, n int) (
 	if len(out.Records) < k {
 		return nil, fmt.Errorf("time %s at %s: %d of %d requests ran", planName(first), t[0].Link, len(out.Records), k)
 	}
-	measured := out.Records[k-1].Start / time.Duration(k-1)
+	gaps := make([]time.Duration, k-1)
+	for i := range gaps {
+		gaps[i] = out.Records[i+1].Start - out.Records[i].Start
+	}
+	measured := quantile.MedianDuration(gaps)
 	st := &adaptSetup{p: p, statics: statics, predicted: pace(first, adaptInFlight), measured: measured,
 		step: (time.Duration(k) * measured).Round(10 * time.Millisecond)}
 	b.logf("adaptation %s: %s every %.1f ms measured, %.1f ms predicted", m, planName(first), msf(st.measured), msf(st.predicted))
