@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 
@@ -80,7 +81,22 @@ func printKeys(c *cli.Context, k transport.KeyFiles, hosts []string) error {
 	fmt.Fprintf(w, "  %-16s server host key %s (keep on the server)\n", filepath.Base(k.HostKey), ssh.FingerprintSHA256(host.PublicKey()))
 	fmt.Fprintf(w, "  %-16s the edge key, for the server\n", filepath.Base(k.AuthorizedKeys))
 	fmt.Fprintf(w, "  %-16s the server key pinned for %s, for the edge\n", filepath.Base(k.KnownHosts), strings.Join(hosts, ", "))
-	fmt.Fprintf(w, "server: tracr serve --host-key %s --authorized-keys %s\n", k.HostKey, k.AuthorizedKeys)
+	fmt.Fprintf(w, "server: tracr serve --listen %s --host-key %s --authorized-keys %s\n", serveListen(hosts[0]), k.HostKey, k.AuthorizedKeys)
 	fmt.Fprintf(w, "edge:   tracr probe --server %s --keys %s\n", hosts[0], k.Dir)
 	return nil
+}
+
+// serveListen is the --listen address a server reached at host (host or
+// host:port) serves on: that port (2222 if none) on loopback for a
+// loopback host, else on every interface (a name the edge uses, such as a
+// devices file's, need not resolve on the server itself).
+func serveListen(host string) string {
+	h, port, err := net.SplitHostPort(host)
+	if err != nil {
+		h, port = host, transport.DefaultPort
+	}
+	if ip := net.ParseIP(h); h == "localhost" || ip != nil && ip.IsLoopback() {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return net.JoinHostPort("0.0.0.0", port)
 }

@@ -19,10 +19,11 @@ func TestKeysCommands(t *testing.T) {
 		wantErr    string   // prefix of stderr
 	}{
 		{name: "init", args: []string{"keys", "init", "--dir", dir, "--host", "10.0.0.5:2222"},
-			wantOut: []string{"wrote " + dir + ":", "known_hosts      the server key pinned for 10.0.0.5:2222", "tracr serve --host-key " + filepath.Join(dir, "server_ed25519")}},
+			wantOut: []string{"wrote " + dir + ":", "known_hosts      the server key pinned for 10.0.0.5:2222", "tracr serve --listen 0.0.0.0:2222 --host-key " + filepath.Join(dir, "server_ed25519")}},
 		{name: "init again", args: []string{"keys", "init", "--dir", dir}, wantStatus: 1,
 			wantErr: "tracr: keys init: " + filepath.Join(dir, "edge_ed25519") + " already exists; use --force"},
-		{name: "init forced", args: []string{"keys", "init", "--dir", dir, "--force"}, wantOut: []string{"pinned for 127.0.0.1:2222, localhost:2222"}},
+		{name: "init on another port", args: []string{"keys", "init", "--dir", dir, "--force", "--host", "127.0.0.1:47222"}, wantOut: []string{"tracr serve --listen 127.0.0.1:47222 ", "tracr probe --server 127.0.0.1:47222 "}},
+		{name: "init forced", args: []string{"keys", "init", "--dir", dir, "--force"}, wantOut: []string{"pinned for 127.0.0.1:2222, localhost:2222", "tracr serve --listen 127.0.0.1:2222 "}},
 		{name: "trust", args: []string{"keys", "trust", "--dir", dir, "--host", "gpu:2222"},
 			wantOut: []string{filepath.Join(dir, "known_hosts") + ": pinned " + filepath.Join(dir, "server_ed25519.pub") + " for gpu:2222"}},
 		{name: "trust without host", args: []string{"keys", "trust", "--dir", dir}, wantStatus: 1, wantErr: "tracr: "},
