@@ -232,7 +232,7 @@ func testServeBinary(t *testing.T, bin string) {
 	dir := filepath.Join(t.TempDir(), "keys")
 	addr := freeAddr(t)
 	out, err := exec.Command(bin, "keys", "init", "--dir", dir, "--host", addr).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "tracr serve --host-key "+dir) {
+	if err != nil || !strings.Contains(string(out), "tracr serve --listen "+addr+" --host-key "+dir) {
 		t.Fatalf("tracr keys init: %v\n%s", err, out)
 	}
 	if out, err := exec.Command(bin, "keys", "init", "--dir", dir, "--host", addr).CombinedOutput(); err == nil ||
