@@ -15,6 +15,7 @@ import (
 	"time"
 	"tracr/internal/orttest"
 
+	"tracr/bitrate"
 	"tracr/engine"
 	"tracr/graph"
 	"tracr/planner"
@@ -558,14 +559,18 @@ func TestExecuteInterrupt(t *testing.T) {
 // TestExecuteLimitedEdgeTakesTurns checks that on a limited edge the next
 // input is read and pre-processed only once the edge's own work for the
 // request before it is over (its compute, and for a split the writing of
-// its request), while an edge at full speed reads ahead.
+// its request), while an edge at full speed reads ahead. The uplink is
+// emulated at 20 Mbit/s, so a split's request (about 100 kB) takes tens
+// of milliseconds to write: an input read before half of that has passed
+// since the encoding was read before the write was over.
 func TestExecuteLimitedEdgeTakesTurns(t *testing.T) {
 	requireORT(t)
 	last := nodeCount(t, "yolov8n", 160)
 	const n = 6
+	const up = 20e6
 	for _, limited := range []bool{false, true} {
 		for _, k := range []int{22, last} {
-			p := handPlanned(t, "yolov8n", 160, engine.Options{Threads: 1}, planner.Link{Up: 1e9, Down: 1e9}, 22, last)
+			p := handPlanned(t, "yolov8n", 160, engine.Options{Threads: 1}, planner.Link{Up: up, Down: 1e9}, 22, last)
 			if limited {
 				p.EdgeCPU = 0.5 // the field the pipeline reads; no kernel limit is needed to see the order
 			}
@@ -576,8 +581,10 @@ func TestExecuteLimitedEdgeTakesTurns(t *testing.T) {
 				read[i] = time.Now()
 				mu.Unlock()
 			}}
-			lb := startLoopback(t, nil)
-			out, err := Execute(context.Background(), ExecOptions{Planned: p, Plan: planFor(t, p, k), Dataset: ds, Dial: lb.Dial, InFlight: 2})
+			link := transport.NewLinkState(transport.Link{}) // the model's upload at full speed
+			lb := startLoopback(t, link)
+			out, err := Execute(context.Background(), ExecOptions{Planned: p, Plan: planFor(t, p, k), Dataset: ds, Dial: lb.Dial, InFlight: 2,
+				OnStart: func(time.Time) { link.Set(transport.Link{Up: up, Down: 1e9}) }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -587,8 +594,11 @@ func TestExecuteLimitedEdgeTakesTurns(t *testing.T) {
 			early := 0
 			for i := 1; i < n; i++ {
 				r := out.Records[i-1]
-				computed := out.Start.Add(r.Start + r.Edge + r.Encode)
-				if read[i].Before(computed) {
+				written := r.Start + r.Edge + r.Encode
+				if wire, ok := bitrate.Time(r.BytesUp, up); ok {
+					written += wire / 2
+				}
+				if read[i].Before(out.Start.Add(written)) {
 					early++
 				}
 			}

@@ -447,13 +447,16 @@ func (c *Client) Do(ctx context.Context, f Frame) (Frame, error) {
 	return c.do(ctx, f, nil)
 }
 
-// do is Do, calling written (when not nil) once the frame is written or
-// will not be: a caller's own work on the request is then over. written
-// must be safe to call more than once.
+// do is Do, calling written (when not nil) once, as soon as the frame is
+// written or will not be: a caller's own work on the request is then over.
 func (c *Client) do(ctx context.Context, f Frame, written func()) (Frame, error) {
-	if written != nil {
-		defer written() // for the returns before the write
+	notify := func() {
+		if written != nil {
+			written()
+			written = nil
+		}
 	}
+	defer notify() // for the returns before the write
 	if err := ctx.Err(); err != nil {
 		return Frame{}, err
 	}
@@ -469,9 +472,7 @@ func (c *Client) do(ctx context.Context, f Frame, written func()) (Frame, error)
 	c.mu.Unlock()
 
 	err := c.s.write(f)
-	if written != nil {
-		written()
-	}
+	notify()
 	if err != nil {
 		// A frame cut short leaves the stream out of sync.
 		c.fail(fmt.Errorf("send: %w", err))
