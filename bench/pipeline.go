@@ -362,7 +362,7 @@ func (b *bencher) adaptFigures(scope string, r regime, st *adaptSetup, n int, ad
 		}
 		before = append(before, strconv.Itoa(started))
 	}
-	how := fmt.Sprintf("Execute, %s (planned and run), %d requests, %d in flight; %d round(s) of adaptive then each static, interleaved (a static over twice the best static in round 1 runs once); step after %d requests at the 50 Mbit/s plan's measured interval (%.1f ms; predicted %.1f ms)",
+	how := fmt.Sprintf("Execute, %s (planned and run), %d requests, %d in flight; %d round(s) of adaptive then each static, interleaved (a static over twice the best static in round 1 runs once); step after %d requests at the 50 Mbit/s plan's measured interval (%.1f ms; predicted %.1f ms from the plan's stages, pre-processing not priced)",
 		r.how(), n, adaptInFlight, len(adaptive), beforeStep(n), msf(st.measured), msf(st.predicted))
 	b.add(Figure{Section: "adaptation", Scope: scope, Metric: "requests to switch after the step", Value: medianSwitch(switches), Unit: "req",
 		Detail: fmt.Sprintf("runs: %s; requests started before the step: %s of %d", strings.Join(moves, "; "), strings.Join(before, ", "), n),
