@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -10,6 +11,7 @@ import (
 
 	"tracr/engine"
 	"tracr/planner"
+	"tracr/quantile"
 	tr "tracr/runtime"
 	"tracr/transport"
 )
@@ -203,9 +205,13 @@ func (b *bencher) planning(ctx context.Context, r regime) error {
 // cell measures one model on one link: every plan of the oracle set (the
 // planner's top three, every profiled cut, edge-only and both
 // server-only plans), each with Measure (one request at a time, a
-// warm-up, then the median of repeats). It returns the regret of the
-// planner's choice over the best measured plan and the choice's
-// prediction error (NaN when it could not be measured).
+// warm-up, then the median of repeats). The sweep's fastest plans and the
+// planner's choice are then measured again side by side (confirm): the
+// fastest of some thirty medians, each taken once, is biased low by its
+// own noise (the winner's curse) and by whatever the machine did while
+// it ran. It returns the regret of the planner's choice over the best
+// confirmed plan and the choice's prediction error against its confirmed
+// latency (NaN when it could not be measured).
 func (b *bencher) cell(ctx context.Context, tb *testbed, p *tr.Planned, m model, l link) (cellResult, error) {
 	p.Reprice(planner.Link(l.l))
 	tb.state.Set(l.l)
@@ -214,9 +220,8 @@ func (b *bencher) cell(ctx context.Context, tb *testbed, p *tr.Planned, m model,
 	set := p.Oracle(1)
 	scope := fmt.Sprintf("%s, %s %s", tb.regime, m, l.name)
 	var skipped []string
-	best, bestName := time.Duration(math.MaxInt64), ""
-	var chosen *tr.Measurement
-	measured := 0
+	var sweep []tr.Measurement
+	chosen := -1
 	for _, pl := range set {
 		name := planName(pl)
 		if pl.Breakdown.Total > b.budget() {
@@ -227,34 +232,120 @@ func (b *bencher) cell(ctx context.Context, tb *testbed, p *tr.Planned, m model,
 		if err != nil {
 			return res, fmt.Errorf("measure %s: %w", name, err)
 		}
-		measured++
 		if pl.Candidate.Name() == top.Candidate.Name() {
-			chosen = &meas
+			chosen = len(sweep)
 		}
-		if meas.Total < best {
-			best, bestName = meas.Total, name
-		}
+		sweep = append(sweep, meas)
 	}
-	how := fmt.Sprintf("Measure: loopback SSH, emulated link, 1 request at a time, median of %d; lossy codecs admitted; oracle set: planner's top 3, every profiled cut, edge-only, server-only raw and JPEG; over %.1f s predicted skipped; %s",
-		b.repeats, b.budget().Seconds(), tb.regime.how())
+	how := fmt.Sprintf("Measure: loopback SSH, emulated link, 1 request at a time, median of %d; lossy codecs admitted; oracle set: planner's top 3, every profiled cut, edge-only, server-only raw and JPEG; over %.1f s predicted skipped; then the chosen plan and the sweep's %d fastest others again, in %d interleaved rounds, median of the rounds; %s",
+		b.repeats, b.budget().Seconds(), confirmTop, b.confirmRounds(), tb.regime.how())
 	skipText := ""
 	if len(skipped) > 0 {
 		skipText = fmt.Sprintf("; skipped %d: %s", len(skipped), strings.Join(skipped, ", "))
 	}
-	if chosen == nil {
+	if chosen < 0 {
 		b.add(Figure{Section: "regret", Scope: scope, Metric: "planned / best measured", Value: math.NaN(), Unit: "x",
 			Detail: fmt.Sprintf("chose %s, over budget or infeasible, not measured%s", planName(top), skipText), How: how})
 		return res, nil
 	}
-	res.regret = ratio(float64(chosen.Total), float64(best))
-	res.predErr = math.Abs(float64(top.Breakdown.Total-chosen.Total)) / float64(chosen.Total)
-	detail := fmt.Sprintf("chose %s: %.1f ms measured; best of %d measured: %s %.1f ms%s", planName(top), msf(chosen.Total), measured, bestName, msf(best), skipText)
+	sweepBest := slices.MinFunc(sweep, func(a, b tr.Measurement) int { return cmp.Compare(a.Total, b.Total) })
+	sweepRegret := ratio(float64(sweep[chosen].Total), float64(sweepBest.Total))
+	conf, err := b.confirm(ctx, tb, p, sweep, chosen)
+	if err != nil {
+		return res, err
+	}
+	best := slices.MinFunc(conf, func(a, b tr.Measurement) int { return cmp.Compare(a.Total, b.Total) })
+	got := conf[0] // confirm puts the chosen plan first
+	res.regret = ratio(float64(got.Total), float64(best.Total))
+	res.predErr = math.Abs(float64(top.Breakdown.Total-got.Total)) / float64(got.Total)
+	detail := fmt.Sprintf("chose %s: %.1f ms; best of %d confirmed: %s %.1f ms (sweep of %d, one median each: chose %.1f ms, best %s %.1f ms, %.3fx)%s",
+		planName(top), msf(got.Total), len(conf), planName(best.Plan), msf(best.Total), len(sweep),
+		msf(sweep[chosen].Total), planName(sweepBest.Plan), msf(sweepBest.Total), sweepRegret, skipText)
 	b.add(Figure{Section: "regret", Scope: scope, Metric: "planned / best measured", Value: res.regret, Unit: "x", Detail: detail, How: how})
 	b.add(Figure{Section: "prediction", Scope: scope, Metric: "|pred-meas|/meas", Value: res.predErr, Unit: "x",
-		Detail: fmt.Sprintf("chose %s: predicted %.1f ms, measured %.1f ms", planName(top), msf(top.Breakdown.Total), msf(chosen.Total)),
-		How:    "chosen plan, end to end, same Measure; " + tb.regime.how()})
-	b.logf("%s: chose %s, regret %.3f, prediction error %.3f (%d measured)", scope, planName(top), res.regret, res.predErr, measured)
+		Detail: fmt.Sprintf("chose %s: predicted %.1f ms, measured %.1f ms", planName(top), msf(top.Breakdown.Total), msf(got.Total)),
+		How:    fmt.Sprintf("chosen plan, end to end, same Measure, median of the %d confirming rounds; %s", b.confirmRounds(), tb.regime.how())})
+	b.logf("%s: chose %s, regret %.3f (sweep %.3f), prediction error %.3f (%d measured)", scope, planName(top), res.regret, sweepRegret, res.predErr, len(sweep))
 	return res, nil
+}
+
+// confirmTop is how many of the sweep's fastest plans, besides the
+// planner's choice, confirm measures again.
+const confirmTop = 3
+
+// confirmRounds is how many interleaved rounds confirm runs.
+func (b *bencher) confirmRounds() int {
+	if b.opts.Quick {
+		return 2
+	}
+	return 3
+}
+
+// confirm measures the planner's choice (sweep[chosen]) and the sweep's
+// confirmTop fastest other plans again, side by side: in each round every one
+// of them once (Measure, median of repeats), the order rotated from round
+// to round so no plan always runs first or after the same one. It
+// returns each plan's median over the rounds, the chosen plan first.
+func (b *bencher) confirm(ctx context.Context, tb *testbed, p *tr.Planned, sweep []tr.Measurement, chosen int) ([]tr.Measurement, error) {
+	totals := make([]time.Duration, len(sweep))
+	for i, m := range sweep {
+		totals[i] = m.Total
+	}
+	picked := confirmSet(totals, chosen, confirmTop)
+	rounds := make([][]tr.Measurement, len(picked))
+	for r := range b.confirmRounds() {
+		for k := range picked {
+			j := (k + r) % len(picked)
+			meas, err := p.Measure(ctx, tb.c, sweep[picked[j]].Plan, b.repeats)
+			if err != nil {
+				return nil, fmt.Errorf("confirm %s: %w", planName(sweep[picked[j]].Plan), err)
+			}
+			rounds[j] = append(rounds[j], meas)
+		}
+	}
+	out := make([]tr.Measurement, len(picked))
+	for j, ms := range rounds {
+		out[j] = medianMeasurement(ms)
+	}
+	return out, nil
+}
+
+// confirmSet is the indexes confirm measures: chosen, then the n
+// fastest others by their totals, fastest first (ties in index order).
+func confirmSet(totals []time.Duration, chosen, n int) []int {
+	order := make([]int, len(totals))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(x, y int) int { return cmp.Compare(totals[x], totals[y]) })
+	picked := []int{chosen}
+	for _, i := range order {
+		if i != chosen && len(picked) <= n {
+			picked = append(picked, i)
+		}
+	}
+	return picked
+}
+
+// medianMeasurement is one plan's measurements over rounds, each figure
+// the median of the rounds'.
+func medianMeasurement(ms []tr.Measurement) tr.Measurement {
+	pick := func(f func(tr.Measurement) time.Duration) time.Duration {
+		var ds []time.Duration
+		for _, m := range ms {
+			ds = append(ds, f(m))
+		}
+		return quantile.MedianDuration(ds)
+	}
+	out := ms[0]
+	out.Total = pick(func(m tr.Measurement) time.Duration { return m.Total })
+	out.Edge = pick(func(m tr.Measurement) time.Duration { return m.Edge })
+	out.Server = pick(func(m tr.Measurement) time.Duration { return m.Server })
+	out.Runs = 0
+	for _, m := range ms {
+		out.Runs += m.Runs
+	}
+	return out
 }
 
 // maxText describes the largest regret.

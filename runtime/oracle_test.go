@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tracr/planner"
+	"tracr/profiler"
 )
 
 // TestOracle: the oracle set holds the planner's top three, every n-th
@@ -78,5 +79,33 @@ func TestAddSendCost(t *testing.T) {
 	(&Planned{SendCPU: 2e-9}).addSendCost(free)
 	if free[0].Encode != 0 || free[1].Encode != time.Millisecond {
 		t.Errorf("unlimited edge: encodes %v and %v, want unchanged", free[0].Encode, free[1].Encode)
+	}
+}
+
+// TestDecodeOnServer: where the edge is limited, a decode timed in the
+// limited process is priced at the server's speed, the ratio of the two
+// whole-model profiles; an unlimited edge's time stands, and so does a
+// server no faster than the edge.
+func TestDecodeOnServer(t *testing.T) {
+	ms := time.Millisecond
+	prof := func(whole time.Duration) *profiler.Profile {
+		return &profiler.Profile{Whole: profiler.Timing{Median: whole}}
+	}
+	for _, c := range []struct {
+		name         string
+		edgeCPU      float64
+		edge, server time.Duration
+		want         time.Duration
+	}{
+		{"limited edge, server 10x faster", 0.1, 130 * ms, 13 * ms, 800 * time.Microsecond},
+		{"unlimited edge", 0, 130 * ms, 13 * ms, 8 * ms},
+		{"limited edge, server slower", 0.1, 10 * ms, 20 * ms, 8 * ms},
+	} {
+		encs := []planner.Encoding{{Codec: "int8", Decode: 8 * ms}, {Codec: "raw"}}
+		p := &Planned{EdgeCPU: c.edgeCPU, EdgeProfile: prof(c.edge), ServerProfile: prof(c.server)}
+		p.decodeOnServer(encs)
+		if encs[0].Decode != c.want || encs[1].Decode != 0 {
+			t.Errorf("%s: decodes %v and %v, want %v and 0", c.name, encs[0].Decode, encs[1].Decode, c.want)
+		}
 	}
 }

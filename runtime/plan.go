@@ -346,6 +346,7 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 				return nil, fmt.Errorf("cut %d: %w", ct.ID, err)
 			}
 			p.addSendCost(c.Encodings)
+			p.decodeOnServer(c.Encodings)
 		}
 		out = append(out, c)
 		if ct.ID == 0 && p.Spec.Task == zoo.TaskDetect {
@@ -357,6 +358,7 @@ func (p *Planned) candidates(ctx context.Context, codecs []transport.CodecSpec, 
 				return nil, fmt.Errorf("jpeg: %w", err)
 			}
 			p.addSendCost(encs)
+			p.decodeOnServer(encs)
 			out = append(out, planner.Candidate{Kind: planner.KindServerJPEG, Cut: 0, Server: st, ServerSpread: serverSpread[0], ResultBytes: resultBytes, Encodings: encs})
 		}
 	}
@@ -481,6 +483,34 @@ func (p *Planned) addSendCost(encs []planner.Encoding) {
 	}
 }
 
+// decodeOnServer prices each encoding's Decode, timed in this process,
+// at the server's speed where the edge is limited: the server decodes
+// what the edge encodes, and a decode timed under the edge's limit took
+// the limited edge's time. The factor is the server's whole-model time
+// over the limited edge's (both profiles' medians), how much faster the
+// server ran the same model; with a server running more threads than the
+// edge it makes decoding somewhat cheaper than it is. Without a limit
+// the edge's time stands (this process is the edge; a server of other
+// hardware, a GPU's, decodes on its CPU).
+func (p *Planned) decodeOnServer(encs []planner.Encoding) {
+	f := p.serverSpeedup()
+	for i := range encs {
+		encs[i].Decode = time.Duration(float64(encs[i].Decode) * f)
+	}
+}
+
+// serverSpeedup is decodeOnServer's factor: 1 without an edge limit.
+func (p *Planned) serverSpeedup() float64 {
+	if p.EdgeCPU <= 0 || p.EdgeProfile == nil || p.ServerProfile == nil {
+		return 1
+	}
+	edge, server := p.EdgeProfile.Whole.Median, p.ServerProfile.Whole.Median
+	if edge <= 0 || server <= 0 || server >= edge {
+		return 1
+	}
+	return float64(server) / float64(edge)
+}
+
 // sendCost is what sending n bytes costs the limited edge, at its rate:
 // 0 without a limit (SendCPU).
 func (p *Planned) sendCost(n int64) time.Duration {
@@ -497,7 +527,8 @@ func (p *Planned) sendCost(n int64) time.Duration {
 // measureEncodings encodes the tensors with each codec and decodes them
 // back, timing both (median of three), and records the bytes sent; the
 // encoding is timed as sustained under this process's CPU limit, if any
-// (cpulimit.Sustained).
+// (cpulimit.Sustained); the decoding is timed here too, at this
+// process's speed (Planned.decodeOnServer prices it at the server's).
 func measureEncodings(ts []tensor.Tensor, codecs []transport.CodecSpec) ([]planner.Encoding, error) {
 	var out []planner.Encoding
 	lim := transport.DefaultLimits()
