@@ -7,7 +7,7 @@ export CGO_ENABLED := 1
 # print pages of warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: setup build test test-race run bench bench-quick bench-go soak lint fuzz
+.PHONY: setup build build-arm64 test test-race test-arm64 dist run bench bench-quick bench-go soak lint fuzz
 
 # setup fetches and verifies the ONNX Runtime shared library (outside the repo).
 setup:
@@ -15,6 +15,33 @@ setup:
 
 build:
 	$(GO) build -o bin/tracr ./cmd/tracr
+
+# build-arm64 cross-compiles tracr for linux/arm64 (a Raspberry Pi 4/5, a
+# Jetson) with cgo, into bin/linux-arm64/tracr. It needs Debian's
+# gcc-aarch64-linux-gnu and libc6-dev-arm64-cross; ONNX Runtime is loaded
+# at run time, so building needs no library (make dist packs it).
+ARM64_CC ?= aarch64-linux-gnu-gcc
+build-arm64:
+	@command -v $(ARM64_CC) >/dev/null || { echo "build-arm64: $(ARM64_CC) not found: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross" >&2; exit 1; }
+	GOOS=linux GOARCH=arm64 CC=$(ARM64_CC) $(GO) build -o bin/linux-arm64/tracr ./cmd/tracr
+
+# dist writes dist/tracr-<version>-linux-amd64.tar.gz and ...-arm64.tar.gz:
+# the binary, the matching ONNX Runtime library beside it, the example
+# configs and sample images, and INSTALL (scripts/dist.sh).
+dist: build build-arm64
+	bash scripts/dist.sh amd64 bin/tracr
+	bash scripts/dist.sh arm64 bin/linux-arm64/tracr
+
+# test-arm64 runs the arm64 tracr under qemu-aarch64-static against this
+# machine's native server (cmd/tracr TestArm64Edge): version, the wrong
+# library refused, split --verify, and the edge of a run. It needs
+# gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user-static; CI
+# installs them (.ci/run).
+test-arm64: setup
+	bash scripts/setup-ort.sh arm64
+	@command -v qemu-aarch64-static >/dev/null || { echo "test-arm64: qemu-aarch64-static not found: apt-get install qemu-user-static" >&2; exit 1; }
+	@command -v $(ARM64_CC) >/dev/null || { echo "test-arm64: $(ARM64_CC) not found: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross" >&2; exit 1; }
+	TRACR_ARM64_LIB=$$(bash scripts/setup-ort.sh --print-path arm64) $(GO) test -count=1 -timeout 20m -run '^TestArm64Edge$$' -v ./cmd/tracr/
 
 test: setup
 	$(GO) test -count=1 -timeout 14m ./...

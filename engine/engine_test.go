@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	goruntime "runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -152,7 +154,7 @@ func identityModel(t testing.TB, dt tensor.DType, dims ...int64) []byte {
 func TestDefaultLibraryPath(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", "/cache")
 	got, err := DefaultLibraryPath()
-	if want := "/cache/tracr/onnxruntime-1.30.0/libonnxruntime.so.1"; got != want || err != nil {
+	if want := "/cache/tracr/onnxruntime-1.30.0-" + goruntime.GOARCH + "/libonnxruntime.so.1"; got != want || err != nil {
 		t.Errorf("DefaultLibraryPath() = %q, %v; want %q", got, err, want)
 	}
 }
@@ -167,6 +169,14 @@ func TestLibraryPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if real, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = real
+	}
+	exeDir := filepath.Dir(exe)
 	tests := []struct {
 		name, env, cache, want, wantErr string
 	}{
@@ -176,7 +186,8 @@ func TestLibraryPath(t *testing.T) {
 		{name: "env is a directory", env: dir,
 			wantErr: "ONNX Runtime library not found at " + dir + " (from TRACR_ORT_LIB); fix TRACR_ORT_LIB, or unset it and run make setup"},
 		{name: "default missing", cache: dir,
-			wantErr: "ONNX Runtime library not found at " + dir + "/tracr/onnxruntime-1.30.0/libonnxruntime.so.1; run make setup"},
+			wantErr: "ONNX Runtime library not found: looked at " + exeDir + "/libonnxruntime.so.1, " + exeDir + "/lib/libonnxruntime.so.1, " +
+				dir + "/tracr/onnxruntime-1.30.0-" + goruntime.GOARCH + "/libonnxruntime.so.1; run make setup, or set TRACR_ORT_LIB to the linux/" + goruntime.GOARCH + " library"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -693,5 +704,49 @@ func BenchmarkOutputs(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// elfHeader is a 64-bit little-endian ELF header of a shared object for
+// machine m, with no sections: enough for checkLibrary.
+func elfHeader(m elf.Machine) []byte {
+	b := make([]byte, 64)
+	copy(b, elf.ELFMAG)
+	b[elf.EI_CLASS], b[elf.EI_DATA], b[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)
+	binary.LittleEndian.PutUint16(b[16:], uint16(elf.ET_DYN))
+	binary.LittleEndian.PutUint16(b[18:], uint16(m))
+	binary.LittleEndian.PutUint32(b[20:], uint32(elf.EV_CURRENT))
+	binary.LittleEndian.PutUint16(b[52:], 64) // header size
+	return b
+}
+
+// TestCheckLibrary: a library of this binary's architecture passes; one
+// of the other architecture, or no ELF file at all, is refused in one
+// line naming the file and what to use instead.
+func TestCheckLibrary(t *testing.T) {
+	dir := t.TempDir()
+	other, otherName := elf.EM_AARCH64, "arm64 (aarch64)"
+	own, ownName := elf.EM_X86_64, "x86-64 (amd64)"
+	if goruntime.GOARCH == "arm64" {
+		other, otherName, own, ownName = own, ownName, other, otherName
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if err := checkLibrary(write("own.so", elfHeader(own))); err != nil {
+		t.Errorf("own architecture: %v", err)
+	}
+	foreign := write("other.so", elfHeader(other))
+	want := "ONNX Runtime library " + foreign + " is built for " + otherName + ", but this tracr is " + ownName + ": use the " + ownName + " library (make setup on this machine, or TRACR_ORT_LIB)"
+	if err := checkLibrary(foreign); err == nil || err.Error() != want {
+		t.Errorf("other architecture: %v, want %q", err, want)
+	}
+	text := write("text.so", []byte("not a library"))
+	if err := checkLibrary(text); err == nil || !strings.HasPrefix(err.Error(), "ONNX Runtime library "+text+": not a shared library") {
+		t.Errorf("not ELF: %v", err)
 	}
 }
