@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	goruntime "runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -154,7 +153,7 @@ func identityModel(t testing.TB, dt tensor.DType, dims ...int64) []byte {
 func TestDefaultLibraryPath(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", "/cache")
 	got, err := DefaultLibraryPath()
-	if want := "/cache/tracr/onnxruntime-1.30.0-" + goruntime.GOARCH + "/libonnxruntime.so.1"; got != want || err != nil {
+	if want := "/cache/tracr/onnxruntime-1.30.0-" + runtime.GOARCH + "/libonnxruntime.so.1"; got != want || err != nil {
 		t.Errorf("DefaultLibraryPath() = %q, %v; want %q", got, err, want)
 	}
 }
@@ -187,7 +186,7 @@ func TestLibraryPath(t *testing.T) {
 			wantErr: "ONNX Runtime library not found at " + dir + " (from TRACR_ORT_LIB); fix TRACR_ORT_LIB, or unset it and run make setup"},
 		{name: "default missing", cache: dir,
 			wantErr: "ONNX Runtime library not found: looked at " + exeDir + "/libonnxruntime.so.1, " + exeDir + "/lib/libonnxruntime.so.1, " +
-				dir + "/tracr/onnxruntime-1.30.0-" + goruntime.GOARCH + "/libonnxruntime.so.1; run make setup, or set TRACR_ORT_LIB to the linux/" + goruntime.GOARCH + " library"},
+				dir + "/tracr/onnxruntime-1.30.0-" + runtime.GOARCH + "/libonnxruntime.so.1; run make setup, or set TRACR_ORT_LIB to the linux/" + runtime.GOARCH + " library"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -727,7 +726,7 @@ func TestCheckLibrary(t *testing.T) {
 	dir := t.TempDir()
 	other, otherName := elf.EM_AARCH64, "arm64 (aarch64)"
 	own, ownName := elf.EM_X86_64, "x86-64 (amd64)"
-	if goruntime.GOARCH == "arm64" {
+	if runtime.GOARCH == "arm64" {
 		other, otherName, own, ownName = own, ownName, other, otherName
 	}
 	write := func(name string, b []byte) string {
