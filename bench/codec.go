@@ -66,7 +66,7 @@ func middle(ctx context.Context, name string, size int) (*halves, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if _, err := engine.Prepare(ctx, m, 1); err != nil {
+	if _, err := engine.Prepare(ctx, m, 1, nil); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	cuts := graph.Cuts(m)

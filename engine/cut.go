@@ -14,6 +14,24 @@ import (
 // (see tensor.Random). An input named in fixed takes that tensor instead;
 // dynamic dimensions of the others take dyn.
 func SampleInputs(m *graph.Model, seed uint64, fixed map[string]tensor.Tensor, dyn int64) ([]tensor.Tensor, error) {
+	shapes := map[string]tensor.Shape{}
+	for _, name := range m.Inputs() {
+		if ti, ok := m.Tensor(name); ok {
+			shape := ti.Shape.Clone()
+			for j := range shape {
+				if shape[j] < 0 {
+					shape[j] = dyn
+				}
+			}
+			shapes[name] = shape
+		}
+	}
+	return sampleShaped(m, seed, fixed, shapes)
+}
+
+// sampleShaped returns seeded random values for the model's real inputs at
+// the given shapes; an input named in fixed takes that tensor instead.
+func sampleShaped(m *graph.Model, seed uint64, fixed map[string]tensor.Tensor, shapes map[string]tensor.Shape) ([]tensor.Tensor, error) {
 	var out []tensor.Tensor
 	for i, name := range m.Inputs() {
 		if t, ok := fixed[name]; ok {
@@ -25,13 +43,7 @@ func SampleInputs(m *graph.Model, seed uint64, fixed map[string]tensor.Tensor, d
 		if !ok {
 			return nil, fmt.Errorf("sample inputs: input %q has no declared tensor type", name)
 		}
-		shape := ti.Shape.Clone()
-		for j := range shape {
-			if shape[j] < 0 {
-				shape[j] = dyn
-			}
-		}
-		t, err := tensor.Random(name, ti.DType, shape, seed+uint64(i))
+		t, err := tensor.Random(name, ti.DType, shapes[name], seed+uint64(i))
 		if err != nil {
 			return nil, fmt.Errorf("sample inputs: %w", err)
 		}
@@ -44,15 +56,22 @@ func SampleInputs(m *graph.Model, seed uint64, fixed map[string]tensor.Tensor, d
 // the model, with those tensors exposed as extra outputs, runs once on
 // inputs, and each tensor's element type and shape are recorded in m
 // (graph.Model.SetTensorType). When alt is not nil it is a second set of
-// inputs whose dynamic dimensions differ from the first; the model runs on
-// it too, and dimensions that change between the two runs are recorded as
-// dynamic. A model that types every such tensor with a static shape costs
-// no run.
+// inputs whose dynamic dimensions differ from the first (Prepare takes
+// half of each, or 2 for a 1); the model runs on it too, and a dimension
+// is recorded as fixed only where the two runs agree on it. A dimension
+// after the first that is 1 in both runs is recorded as dynamic when any
+// input dimension other than a leading batch one changed: strided layers bring a dynamic
+// dimension down to 1 at both sizes, and a half declared dynamic there
+// runs at every size, where one declared 1 runs at none but the probe's.
+// A model whose inputs are static and which types every such tensor with
+// a static shape costs no run.
 func InferTypes(ctx context.Context, m *graph.Model, inputs, alt []tensor.Tensor) error {
 	// Once a run is needed, measure every tensor a cut can send: declared
-	// value_info is sometimes wrong, and the run costs the same.
+	// value_info is sometimes wrong, and the run costs the same. A model
+	// with dynamic inputs is always measured: exporters write value_info
+	// for the size they traced at.
 	var names []string
-	needed := false
+	needed := alt != nil
 	for _, n := range m.Nodes() {
 		for _, o := range n.Outputs {
 			if len(m.Consumers(o)) == 0 && !slices.Contains(m.Outputs(), o) {
@@ -81,11 +100,13 @@ func InferTypes(ctx context.Context, m *graph.Model, inputs, alt []tensor.Tensor
 		return fmt.Errorf("probe run: %w", err)
 	}
 	var second []tensor.Tensor
+	var secondErr error
 	if alt != nil {
-		if second, err = s.Run(ctx, alt); err != nil {
-			return fmt.Errorf("probe run (second input size): %w", err)
+		if second, secondErr = s.Run(ctx, alt); secondErr != nil && ctx.Err() != nil {
+			return fmt.Errorf("probe run (second input size): %w", secondErr)
 		}
 	}
+	varied := variesBeyondBatch(inputs, alt)
 	for i, t := range first {
 		name, ok := strings.CutPrefix(t.Name, graph.ProbePrefix)
 		if !ok || len(t.Shape) == 0 {
@@ -93,9 +114,16 @@ func InferTypes(ctx context.Context, m *graph.Model, inputs, alt []tensor.Tensor
 		}
 		sample := t.Shape[1:].Clone() // drop the probe's leading 1
 		shape := sample.Clone()
-		if second != nil {
+		switch {
+		case secondErr != nil:
+			// The model runs at the first size only: nothing is known to
+			// be fixed, so nothing is written as fixed.
 			for j := range shape {
-				if j+1 >= len(second[i].Shape) || second[i].Shape[j+1] != shape[j] {
+				shape[j] = -1
+			}
+		case second != nil:
+			for j := range shape {
+				if j+1 >= len(second[i].Shape) || second[i].Shape[j+1] != shape[j] || (varied && j > 0 && shape[j] <= 1) {
 					shape[j] = -1
 				}
 			}
@@ -103,6 +131,25 @@ func InferTypes(ctx context.Context, m *graph.Model, inputs, alt []tensor.Tensor
 		m.SetTensorType(name, t.DType, shape, sample)
 	}
 	return nil
+}
+
+// variesBeyondBatch reports whether alt changes a dimension of inputs other
+// than a leading batch dimension (of an input of rank 2 or more).
+func variesBeyondBatch(inputs, alt []tensor.Tensor) bool {
+	if alt == nil {
+		return false
+	}
+	for i, t := range inputs {
+		if i >= len(alt) || len(alt[i].Shape) != len(t.Shape) {
+			return true
+		}
+		for j := range t.Shape {
+			if t.Shape[j] != alt[i].Shape[j] && (j > 0 || len(t.Shape) == 1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Halves holds the two sessions of a split model.
@@ -192,28 +239,60 @@ func Difference(want, got []tensor.Tensor) (identical bool, maxAbs float64, err 
 }
 
 // Prepare readies a model for cutting: when it leaves tensors between
-// compute nodes untyped (or sized only symbolically), one probe run on
-// seeded random inputs measures them (two runs when inputs have dynamic
-// dimensions, to tell which dimensions of the measured tensors are dynamic).
-// It returns the inputs it used, so a caller can reuse them.
-func Prepare(ctx context.Context, m *graph.Model, seed uint64) ([]tensor.Tensor, error) {
-	inputs, err := SampleInputs(m, seed, nil, 1)
+// compute nodes untyped (or sized only symbolically), or has inputs with
+// dynamic dimensions, a probe run on seeded random inputs measures them.
+// The inputs take the given shapes (checked against the model first), and
+// otherwise DefaultDim in each dynamic dimension (1 in a leading batch
+// one). With dynamic inputs a second run at other sizes (probeShapes)
+// tells which dimensions of the measured tensors are dynamic. It returns
+// the first run's inputs, so a caller can reuse them; cut tables size
+// tensors at that run's shapes.
+func Prepare(ctx context.Context, m *graph.Model, seed uint64, shapes InputShapes) ([]tensor.Tensor, error) {
+	if err := shapes.Check(m); err != nil {
+		return nil, err
+	}
+	first, second, err := probeShapes(m, shapes)
+	if err != nil {
+		return nil, err
+	}
+	inputs, err := sampleShaped(m, seed, nil, first)
 	if err != nil {
 		return nil, err
 	}
 	var alt []tensor.Tensor
-	for _, name := range m.Inputs() {
-		if ti, _ := m.Tensor(name); !ti.Shape.Static() {
-			if alt, err = SampleInputs(m, seed, nil, 2); err != nil {
-				return nil, err
-			}
-			break
+	if second != nil {
+		if alt, err = sampleShaped(m, seed, nil, second); err != nil {
+			return nil, err
 		}
 	}
 	if err := InferTypes(ctx, m, inputs, alt); err != nil {
-		return nil, err
+		if second == nil || ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w; probed at %s: give the size the model is used at with --input-shape %s (repeatable; input_shape in a TOML)",
+			err, sizedInputs(m, first), exampleShape(m))
 	}
 	return inputs, nil
+}
+
+// exampleShape is a --input-shape example for the first dynamic input:
+// NAME= its declared shape with N in each dynamic dimension.
+func exampleShape(m *graph.Model) string {
+	for _, name := range m.Inputs() {
+		ti, _ := m.Tensor(name)
+		if ti.Shape.Static() {
+			continue
+		}
+		parts := make([]string, len(ti.Shape))
+		for j, d := range ti.Shape {
+			parts[j] = "N"
+			if d >= 0 {
+				parts[j] = fmt.Sprint(d)
+			}
+		}
+		return name + "=" + strings.Join(parts, "x")
+	}
+	return "NAME=1x3x224x224"
 }
 
 // Verification is the outcome of running a split against the full model.

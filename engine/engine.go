@@ -135,10 +135,12 @@ var initOnce = sync.OnceValue(func() error {
 		return err
 	}
 	ort.SetSharedLibraryPath(path)
-	// Error level: ORT warns at every session of some valid models (IR3
+	// Fatal level: ORT warns at every session of some valid models (IR3
 	// initialisers listed as inputs, unused initialisers), which would drown
-	// tracr's own output.
-	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+	// tracr's own output, and logs every failed run in several lines of its
+	// own before returning the same message as the error tracr reports in
+	// one.
+	if err := ort.InitializeEnvironment(ort.WithLogLevelFatal()); err != nil {
 		return fmt.Errorf("initialise ONNX Runtime from %s: %w", path, err)
 	}
 	return nil

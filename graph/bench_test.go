@@ -22,7 +22,7 @@ func BenchmarkCutsPartition(b *testing.B) {
 			if err != nil {
 				b.Skip(err)
 			}
-			if _, err := engine.Prepare(context.Background(), m, 1); err != nil {
+			if _, err := engine.Prepare(context.Background(), m, 1, nil); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()

@@ -516,13 +516,15 @@ func infoFromProto(vi *onnxpb.ValueInfoProto) (TensorInfo, bool) {
 // tensor in cut tables. A declared type that agrees with the measurement is
 // kept (with its symbolic dimension names); a missing one, or one the
 // measurement contradicts (some exporters write wrong value_info), is
-// replaced. Graph inputs and outputs are never changed. It must not be called
+// replaced, as is one that fixes a dimension the measurement found dynamic
+// (exporters write value_info for the size they traced at). Graph inputs
+// and outputs are never changed. It must not be called
 // while other goroutines use the model.
 func (m *Model) SetTensorType(name string, d tensor.DType, shape, sample tensor.Shape) {
 	m.sample[name] = sample.Clone()
 	old, declared := m.info[name]
 	if declared {
-		if ti, known := infoFromProto(old); known && ti.DType == d && ti.Shape.Accepts(sample) {
+		if ti, known := infoFromProto(old); known && ti.DType == d && ti.Shape.Accepts(sample) && !fixesDynamic(ti.Shape, shape) {
 			return
 		}
 		if m.isInputOrOutput(name) {
@@ -539,6 +541,17 @@ func (m *Model) SetTensorType(name string, d tensor.DType, shape, sample tensor.
 		}
 	}
 	g.ValueInfo = append(g.ValueInfo, vi)
+}
+
+// fixesDynamic reports whether declared fixes a dimension that measured
+// found dynamic (-1).
+func fixesDynamic(declared, measured tensor.Shape) bool {
+	for j := range measured {
+		if measured[j] < 0 && j < len(declared) && declared[j] >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Model) isInputOrOutput(name string) bool {

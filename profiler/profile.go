@@ -84,6 +84,9 @@ type ModelInfo struct {
 	Source string `json:"source"`
 	// Nodes is the number of compute nodes, which is also the last cut ID.
 	Nodes int `json:"nodes"`
+	// InputShapes is the shape of every input the profile was timed at
+	// (engine.InputShapes.String).
+	InputShapes string `json:"input_shapes,omitempty"`
 }
 
 // Timing summarises repeated runs of one measurement.
@@ -254,18 +257,19 @@ func HashModel(model []byte) string {
 
 // CacheKey names a cached profile: a hash of everything that changes its
 // figures: the model's hash, the provider, threads, repeats, warm-up runs,
-// passes, candidate cuts, checks, seed, whether the per-node table was
-// optimised, the CPU limit, the ONNX Runtime version and the machine's ID.
+// passes, candidate cuts, checks, seed, the input shapes given, whether
+// the per-node table was optimised, the CPU limit, the ONNX Runtime version and the machine's ID.
 // opts must be normalised.
 func CacheKey(modelHash string, opts Options, ortVersion, machineID string) string {
 	h := sha256.New()
 	// v5: a limited edge is held to its share every window (cpulimit.Group.Steady)
 	// and its runs are priced by CPU time at the whole model's measured rate
-	// (pricer).
+	// (pricer). v6: dynamic inputs are probed and timed at realistic sizes
+	// (engine.Prepare), or at the ones given.
 	fields := []string{
-		"v5", modelHash, opts.Provider, strconv.Itoa(opts.Threads), strconv.Itoa(opts.Repeats),
+		"v6", modelHash, opts.Provider, strconv.Itoa(opts.Threads), strconv.Itoa(opts.Repeats),
 		strconv.Itoa(opts.Warmup), strconv.Itoa(opts.Passes), fmt.Sprint(opts.Cuts), strconv.Itoa(opts.Checks),
-		strconv.FormatUint(opts.Seed, 10), strconv.FormatBool(opts.NodesOptimized),
+		strconv.FormatUint(opts.Seed, 10), opts.InputShapes.String(), strconv.FormatBool(opts.NodesOptimized),
 		strconv.FormatFloat(opts.CPULimit, 'g', -1, 64), ortVersion, machineID,
 	}
 	for _, s := range fields {

@@ -104,6 +104,9 @@ type Options struct {
 	// does not apply it; it records it, and it is part of the cache key:
 	// a profile taken under a limit is the limited device's.
 	CPULimit float64
+	// InputShapes sizes the model's dynamic inputs (engine.Prepare): the
+	// profile times the model at those sizes. It is part of the cache key.
+	InputShapes engine.InputShapes
 	// Rechecks is how many times Cached runs the whole model to check a
 	// cached profile before trusting it; 0 means DefaultRechecks and a
 	// negative number none.
@@ -184,7 +187,7 @@ func Run(ctx context.Context, model []byte, source string, opts Options) (*Profi
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", source, err)
 	}
-	inputs, err := engine.Prepare(ctx, m, opts.Seed)
+	inputs, err := engine.Prepare(ctx, m, opts.Seed, opts.InputShapes)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", source, err)
 	}
@@ -203,7 +206,7 @@ func Run(ctx context.Context, model []byte, source string, opts Options) (*Profi
 		Warmup:         opts.Warmup,
 		Repeats:        opts.Repeats,
 		CPULimit:       opts.CPULimit,
-		Model:          ModelInfo{Hash: HashModel(model), Source: source, Nodes: len(m.Nodes())},
+		Model:          ModelInfo{Hash: HashModel(model), Source: source, Nodes: len(m.Nodes()), InputShapes: engine.ShapesOf(inputs).String()},
 		NodesOptimized: opts.NodesOptimized,
 	}
 	sampler := StartSampler(ctx, SamplerOptions{Interval: opts.SampleInterval, NVMLLibrary: opts.NVMLLibrary, PowercapDir: opts.PowercapDir})

@@ -47,7 +47,7 @@ func RecheckProfile(ctx context.Context, p *Profile, model []byte, opts Options)
 	if err != nil {
 		return rc, fmt.Errorf("recheck profile: %w", err)
 	}
-	inputs, err := engine.Prepare(ctx, m, opts.Seed)
+	inputs, err := engine.Prepare(ctx, m, opts.Seed, opts.InputShapes)
 	if err != nil {
 		return rc, fmt.Errorf("recheck profile: %w", err)
 	}

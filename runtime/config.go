@@ -22,6 +22,9 @@ type Config struct {
 	// ImgSize is the input size (0 = the model's default; an ONNX file
 	// with a fixed input size has only that one).
 	ImgSize int `toml:"img_size"`
+	// InputShape sizes dynamic inputs other than the image one (which
+	// img_size sizes): entries "NAME=1x3x640x640" (engine.InputShapes).
+	InputShape []string `toml:"input_shape"`
 	// Task ("classify" or "detect") and Labels ("imagenet", "coco" or
 	// "none") say how to pre- and post-process an ONNX file; see
 	// ModelTask. Zoo models know their own.

@@ -50,7 +50,7 @@ func handPlannedWith(t *testing.T, name string, size int, edgeOpts, serverOpts e
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := engine.Prepare(ctx, m, 1); err != nil {
+	if _, err := engine.Prepare(ctx, m, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	spec, err := zoo.Describe(name, size)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image"
+	"maps"
 	"math"
 	"strings"
 	"time"
@@ -28,6 +29,11 @@ type PlanOptions struct {
 	// the model's default).
 	Model   string
 	ImgSize int
+	// InputShapes sizes the model's dynamic inputs (--input-shape; see
+	// engine.Prepare). For a model with an image task, its image input
+	// defaults to [1,3,ImgSize,ImgSize] and a shape given for it must be
+	// that.
+	InputShapes engine.InputShapes
 	// Task says how to pre- and post-process a model from an ONNX file
 	// (zoo models know it; for them it must be empty or agree).
 	Task ModelTask
@@ -107,7 +113,10 @@ type Planned struct {
 	Post zoo.PostSpec
 	// Sample is the input the bytes were measured on.
 	Sample []tensor.Tensor
-	Link   planner.Link
+	// InputShapes are the shapes the model's dynamic inputs were prepared
+	// and profiled at (nil: the defaults of engine.Prepare).
+	InputShapes engine.InputShapes
+	Link        planner.Link
 	// Probe is the link measurement (zero when PlanOptions.Link was given).
 	Probe                      netprobe.Result
 	Problem                    planner.Problem
@@ -154,7 +163,7 @@ func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned,
 	if err := CheckEdgeSlowdown(opts.EdgeSlowdown); err != nil {
 		return nil, fmt.Errorf("plan: edge slowdown %w", err)
 	}
-	p, err := load(ctx, opts.Model, opts.ImgSize, opts.Task)
+	p, err := load(ctx, opts.Model, opts.ImgSize, opts.Task, opts.InputShapes)
 	if err != nil {
 		return nil, err
 	}
@@ -178,14 +187,14 @@ func Plan(ctx context.Context, c *transport.Client, opts PlanOptions) (*Planned,
 			return nil, err
 		}
 	}
-	popts := profiler.Options{Provider: opts.EdgeProvider, Threads: opts.EdgeThreads, Repeats: opts.Repeats, Fresh: opts.FreshProfiles, CPULimit: opts.EdgeCPU}
+	popts := profiler.Options{Provider: opts.EdgeProvider, Threads: opts.EdgeThreads, Repeats: opts.Repeats, Fresh: opts.FreshProfiles, CPULimit: opts.EdgeCPU, InputShapes: p.InputShapes}
 	if p.EdgeProfile, _, err = profiler.Cached(ctx, dir, p.ModelBytes, p.Source, popts); err != nil {
 		return nil, fmt.Errorf("edge profile: %w", err)
 	}
 	if c == nil {
 		return nil, fmt.Errorf("plan: no server connection (use --server local for the embedded loopback server)")
 	}
-	if p.ServerProfile, err = ServerProfile(ctx, c, p.ModelBytes, transport.ProfileRequest{Repeats: opts.Repeats, Cuts: cutIDs(p.EdgeProfile), Fresh: opts.FreshProfiles}); err != nil {
+	if p.ServerProfile, err = ServerProfile(ctx, c, p.ModelBytes, transport.ProfileRequest{Repeats: opts.Repeats, Cuts: cutIDs(p.EdgeProfile), Fresh: opts.FreshProfiles, InputShapes: p.InputShapes}); err != nil {
 		return nil, err
 	}
 	if opts.Link != nil {
@@ -234,8 +243,9 @@ func (p *Planned) Reprice(l planner.Link) {
 
 // load resolves and prepares the model, and makes a sample input: a
 // photo-like synthetic image pre-processed as the model expects (a zoo
-// model, or a file with a task), or seeded random values.
-func load(ctx context.Context, model string, size int, task ModelTask) (*Planned, error) {
+// model, or a file with a task), or seeded random values at the given
+// input shapes.
+func load(ctx context.Context, model string, size int, task ModelTask, shapes engine.InputShapes) (*Planned, error) {
 	if err := task.Check(); err != nil {
 		return nil, fmt.Errorf("model %s: %w", model, err)
 	}
@@ -248,11 +258,6 @@ func load(ctx context.Context, model string, size int, task ModelTask) (*Planned
 		return nil, fmt.Errorf("load model %s: %w", source, err)
 	}
 	p := &Planned{ModelBytes: data, Hash: sha256.Sum256(data), Model: m, Source: source, Synthetic: synthetic, Crossing: map[int][]string{}}
-	random, err := engine.Prepare(ctx, m, 1)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", source, err)
-	}
-	p.Sample = random
 	spec, err := zoo.Describe(model, size)
 	switch {
 	case err == nil && task.Task != "" && task.Task != spec.Task:
@@ -268,6 +273,27 @@ func load(ctx context.Context, model string, size int, task ModelTask) (*Planned
 		}
 		p.Post = task.post()
 	}
+	if p.Spec.Task != "" {
+		// The image input is fed at the spec's size: probe and profile it
+		// there.
+		if given, ok := shapes[p.Spec.InputName]; ok && !given.Equal(p.Spec.Input) {
+			return nil, fmt.Errorf("model %s: input shape %s %s: the %s task feeds it %s (set the side with img_size or --img-size)",
+				source, p.Spec.InputName, given, p.Spec.Task, p.Spec.Input)
+		}
+		if ti, ok := m.Tensor(p.Spec.InputName); ok && !ti.Shape.Static() {
+			shapes = maps.Clone(shapes)
+			if shapes == nil {
+				shapes = engine.InputShapes{}
+			}
+			shapes[p.Spec.InputName] = p.Spec.Input.Clone()
+		}
+	}
+	random, err := engine.Prepare(ctx, m, 1, shapes)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", source, err)
+	}
+	p.InputShapes = shapes
+	p.Sample = random
 	if p.Spec.Task != "" {
 		img, err := zoo.Synthetic(1, 640, 480, 7).Sample(0)
 		if err != nil {

@@ -32,6 +32,9 @@ type RunOptions struct {
 	Adaptive   bool
 	// Cut forces a cut (nil: plan it, or the config's).
 	Cut *int
+	// InputShapes, when not nil, replaces the config's input_shape
+	// (--input-shape NAME=1x3x640x640, repeatable).
+	InputShapes []string
 	// Server names a server of the devices file, or an address
 	// (host:port), or "local".
 	Server string
@@ -81,6 +84,7 @@ type settings struct {
 	edgeCPU   float64 // the edge's CPU limit in cores (0: none)
 	model     string  // the zoo name, or the ONNX file resolved against the config's folder
 	task      ModelTask
+	shapes    engine.InputShapes
 }
 
 // RunStart is what a run knows once it has planned, before its first
@@ -188,7 +192,7 @@ func (st *settings) linkState() *transport.LinkState {
 // plan profiles, probes and ranks, and picks the plan the run starts on.
 func (st *settings) plan(ctx context.Context, client *transport.Client, srv *Server) (RunStart, error) {
 	cfg := st.cfg
-	p, err := Plan(ctx, client, PlanOptions{Model: st.model, ImgSize: cfg.ImgSize, Task: st.task, EdgeThreads: cfg.Edge.Threads,
+	p, err := Plan(ctx, client, PlanOptions{Model: st.model, ImgSize: cfg.ImgSize, InputShapes: st.shapes, Task: st.task, EdgeThreads: cfg.Edge.Threads,
 		EdgeProvider: cfg.Edge.Provider, EdgeSlowdown: st.slowdown, EdgeCPU: st.edgeCPU, Repeats: st.opts.Repeats, FreshProfiles: st.opts.FreshProfiles,
 		Objective: st.objective, AllowLossy: cfg.Codec.AllowLossy, Codecs: st.codecs})
 	if err != nil {
@@ -283,6 +287,13 @@ func resolve(cfg *Config, opts RunOptions) (*settings, error) {
 		return nil, st.keyErr(err, "labels")
 	}
 	var err error
+	if opts.InputShapes != nil {
+		if st.shapes, err = engine.ParseInputShapes(opts.InputShapes); err != nil {
+			return nil, fmt.Errorf("--input-shape: %w", err)
+		}
+	} else if st.shapes, err = engine.ParseInputShapes(cfg.InputShape); err != nil {
+		return nil, st.keyErr(err, "input_shape")
+	}
 	if st.objective, err = planner.ParseObjective(cfg.Run.Objective); err != nil {
 		return nil, st.keyErr(err, "run", "objective")
 	}

@@ -246,8 +246,20 @@ type cachedModel struct {
 	hash [32]byte
 	data []byte
 
-	mu sync.Mutex // guards m and the graph's use
-	m  *graph.Model
+	mu     sync.Mutex // guards m, shapes and the graph's use
+	m      *graph.Model
+	shapes engine.InputShapes // the sizes the edge prepared the model at
+}
+
+// useShapes records the input sizes an edge prepared the model at (sent
+// with its profile request), so that the tails are cut from the model
+// prepared at the same sizes; a model prepared at others is prepared again.
+func (cm *cachedModel) useShapes(shapes engine.InputShapes) {
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	if shapes.String() != cm.shapes.String() {
+		cm.shapes, cm.m = shapes, nil
+	}
 }
 
 // put stores data under its SHA-256, which the server computes itself, so
@@ -297,7 +309,8 @@ func (c *modelCache) clear() {
 }
 
 // tail returns the serialized tail of the model at prefix cut k, parsing
-// and preparing the model the first time.
+// and preparing the model the first time (at the input sizes useShapes
+// recorded, the defaults of engine.Prepare before any).
 func (cm *cachedModel) tail(ctx context.Context, k int) ([]byte, error) {
 	cm.mu.Lock()
 	defer cm.mu.Unlock()
@@ -306,7 +319,7 @@ func (cm *cachedModel) tail(ctx context.Context, k int) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load model: %w", err)
 		}
-		if _, err := engine.Prepare(ctx, m, 1); err != nil {
+		if _, err := engine.Prepare(ctx, m, 1, cm.shapes); err != nil {
 			return nil, fmt.Errorf("prepare model: %w", err)
 		}
 		cm.m = m

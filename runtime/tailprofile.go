@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"tracr/engine"
 	"tracr/profiler"
 	"tracr/transport"
 )
@@ -29,7 +30,9 @@ func (h *TailHandler) profile(ctx context.Context, payload []byte) (transport.Fr
 	if threads == 0 {
 		threads = h.opts.Engine.Threads
 	}
-	opts := profiler.Options{Provider: h.opts.Engine.Provider, Threads: threads, Repeats: req.Repeats, Cuts: req.Cuts, Fresh: req.Fresh}
+	shapes := engine.InputShapes(req.InputShapes)
+	cm.useShapes(shapes)
+	opts := profiler.Options{Provider: h.opts.Engine.Provider, Threads: threads, Repeats: req.Repeats, Cuts: req.Cuts, Fresh: req.Fresh, InputShapes: shapes}
 	p, _, err := profiler.Cached(ctx, h.opts.ProfileDir, cm.data, "edge upload "+req.ModelHash[:12], opts)
 	if err != nil {
 		return transport.Frame{}, fmt.Errorf("profile: %w", err)

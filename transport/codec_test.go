@@ -75,7 +75,7 @@ func computeActivation(size int, img image.Image) ([]tensor.Tensor, error) {
 		return nil, err
 	}
 	ctx := context.Background()
-	if _, err := engine.Prepare(ctx, m, 1); err != nil {
+	if _, err := engine.Prepare(ctx, m, 1, nil); err != nil {
 		return nil, err
 	}
 	split, err := graph.Partition(m, graph.Prefix(len(m.Nodes())/2))

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+
+	"tracr/tensor"
 )
 
 // ProfileRequest asks the server to profile a model it holds (sent before
@@ -19,6 +21,10 @@ type ProfileRequest struct {
 	Cuts    []int `json:"cuts,omitempty"`
 	// Fresh asks for a new measurement even when one is cached.
 	Fresh bool `json:"fresh,omitempty"`
+	// InputShapes sizes the model's dynamic inputs, by input name, as the
+	// edge prepared and profiled it (engine.InputShapes); the server
+	// profiles at them and cuts its tails from the model prepared at them.
+	InputShapes map[string]tensor.Shape `json:"input_shapes,omitempty"`
 }
 
 // Profile asks the server to profile the model (uploading it first if the

@@ -34,7 +34,7 @@ func uploadChain(t *testing.T, c *Client) (*graph.Model, [32]byte) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := engine.Prepare(ctx, m, 1); err != nil {
+	if _, err := engine.Prepare(ctx, m, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	hash, err := c.EnsureModel(ctx, model)

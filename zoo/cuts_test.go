@@ -24,7 +24,7 @@ func TestEveryCutExact(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := context.Background()
-			in, err := engine.Prepare(ctx, m, 7)
+			in, err := engine.Prepare(ctx, m, 7, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

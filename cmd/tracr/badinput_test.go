@@ -63,6 +63,7 @@ func TestBadInputs(t *testing.T) {
 	wrongType := write("wrong-type.toml", []byte("model = \"alexnet\"\n\n[edge]\nthreads = \"four\"\n"))
 	wrongKey := write("wrong-key.toml", []byte("model = \"alexnet\"\n[edge]\nthreds = 2\n"))
 	badLimit := write("bad-limit.toml", []byte("model = \"alexnet\"\n[edge]\ncpu_limit = -0.5\n"))
+	badShape := write("bad-shape.toml", []byte("model = \"alexnet\"\ninput_shape = [\"input\"]\n[dataset]\nsynthetic = 2\n"))
 	notCgroup := t.TempDir()
 	splitOut := filepath.Join(dir, "split-out")
 	tests := []struct {
@@ -94,6 +95,23 @@ func TestBadInputs(t *testing.T) {
 		{"edge cpu with slowdown", []string{"plan", "--model", "alexnet", "--edge-cpu", "0.5", "--edge-slowdown", "10"}, []string{"exclude each other"}, nil},
 		{"edge cpu in the config", []string{"run", "--config", badLimit}, []string{"bad-limit.toml", "cpu_limit"}, nil},
 		{"no cgroup", []string{"probe", "--edge-cpu", "0.5"}, []string{"edge CPU limit", "run as root", "TRACR_CGROUP"}, map[string]string{"TRACR_CGROUP": notCgroup}},
+		{"input shape malformed", []string{"cuts", "--model", "alexnet", "--input-shape", "1x3x224x224"}, []string{"--input-shape", "want NAME=1x3x640x640"}, nil},
+		{"input shape bad dimension", []string{"run", "--input-shape", "input=1x3x0x224"}, []string{"--input-shape", `dimension "0"`}, nil},
+		{"input shape no such input", []string{"split", "--model", "alexnet", "--cut", "3", "-o", splitOut, "--input-shape", "image=1x3x224x224"},
+			[]string{`no input "image"`, "its inputs: input [1,3,224,224]"}, nil},
+		{"input shape against a fixed size", []string{"profile", "--model", "alexnet", "--input-shape", "input=1x3x300x300"},
+			[]string{"input=1x3x300x300", `input "input" is [1,3,224,224]`}, nil},
+		{"input shape in the config", []string{"run", "--config", badShape}, []string{"bad-shape.toml", "input_shape", "want NAME="}, nil},
+	}
+	if vad := filepath.Join("..", "..", "..", "shared", "models", "silero_vad_v5.onnx"); fileExists(vad) {
+		// A size the model rejects: reflection padding needs more samples.
+		tests = append(tests, struct {
+			name string
+			args []string
+			want []string
+			env  map[string]string
+		}{"input size the model rejects", []string{"split", "--model", vad, "--cut", "2", "-o", splitOut, "--input-shape", "input=1x1"},
+			[]string{"Pad reflect", "probed at input [1,1] (declared [?,?])", "--input-shape input=NxN"}, nil})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,4 +165,9 @@ func TestRunUnwritableOutput(t *testing.T) {
 	if len(entries) != 2 { // file and run.toml
 		t.Errorf("%d entries in %s after the failure, want 2", len(entries), dir)
 	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -20,9 +20,14 @@ func cutsCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "zoo name (see tracr models) or ONNX file", Required: true},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
+			inputShapeFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			m, _, err := openModel(c.Context, c.String("model"))
+			shapes, err := inputShapes(c)
+			if err != nil {
+				return err
+			}
+			m, _, err := openModel(c.Context, c.String("model"), shapes)
 			if err != nil {
 				return err
 			}

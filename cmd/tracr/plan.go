@@ -27,6 +27,7 @@ func planCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "zoo name (see tracr models) or ONNX file", Required: true},
 			&cli.IntFlag{Name: "img-size", Usage: "input size (0 = the model's default)"},
+			inputShapeFlag(),
 			&cli.StringFlag{Name: "task", Usage: "for an ONNX file: classify or detect, so bytes are measured on a pre-processed image instead of random values"},
 			&cli.StringFlag{Name: "objective", Value: "latency", Usage: "latency or throughput"},
 			&cli.IntFlag{Name: "threads", Usage: "edge ONNX Runtime threads (0 = ONNX Runtime's default)"},
@@ -49,13 +50,17 @@ func planCommand() *cli.Command {
 			if c.Float64("edge-slowdown") > 1 && c.Float64("edge-cpu") > 0 {
 				return fmt.Errorf("--edge-cpu and --edge-slowdown exclude each other: the limit makes a slower edge for real, the slowdown emulates one; choose one")
 			}
+			shapes, err := inputShapes(c)
+			if err != nil {
+				return err
+			}
 			sc, err := connect(c.Context, c)
 			if err != nil {
 				return err
 			}
 			defer sc.Close()
 			p, err := runtime.Plan(c.Context, sc.Client, runtime.PlanOptions{
-				Model: c.String("model"), ImgSize: c.Int("img-size"), Task: runtime.ModelTask{Task: c.String("task")}, EdgeThreads: c.Int("threads"), EdgeSlowdown: c.Float64("edge-slowdown"),
+				Model: c.String("model"), ImgSize: c.Int("img-size"), InputShapes: shapes, Task: runtime.ModelTask{Task: c.String("task")}, EdgeThreads: c.Int("threads"), EdgeSlowdown: c.Float64("edge-slowdown"),
 				EdgeCPU: c.Float64("edge-cpu"), Repeats: c.Int("repeats"), FreshProfiles: c.Bool("fresh"), Objective: obj, AllowLossy: c.Bool("lossy"), Preload: sc.srv.Preload,
 			})
 			if err != nil {

@@ -35,6 +35,7 @@ func profileCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the output to `FILE` instead of stdout; with csv also FILE's .nodes.csv, .stats.csv and .json beside it"},
 			&cli.StringFlag{Name: "trace", Usage: "write ONNX Runtime's Chrome-trace profile of the per-node runs to `FILE` (opens in Perfetto)"},
 			&cli.BoolFlag{Name: "cached", Usage: "reuse the profile cached for this model, provider, threads and machine, if any (a new one is cached)"},
+			inputShapeFlag(),
 		},
 		Action: runProfile,
 	}
@@ -42,6 +43,11 @@ func profileCommand() *cli.Command {
 
 func runProfile(c *cli.Context) error {
 	opts := profiler.Options{Provider: c.String("provider"), Threads: c.Int("threads"), Repeats: c.Int("repeats"), TraceFile: c.String("trace")}
+	shapes, err := inputShapes(c)
+	if err != nil {
+		return err
+	}
+	opts.InputShapes = shapes
 	if opts.Repeats < 1 {
 		return fmt.Errorf("--repeats must be >= 1, got %d", opts.Repeats)
 	}

@@ -30,6 +30,7 @@ func runCommand() *cli.Command {
 			&cli.Float64Flag{Name: "edge-slowdown", Usage: "emulate an edge device this many times slower than this machine (>= 1; overrides [edge] slowdown)"},
 			&cli.Float64Flag{Name: "edge-cpu", Usage: "limit the edge (this process) to this many cores with a kernel CPU limit, e.g. 0.1; the local server then runs as its own process (overrides [edge] cpu_limit)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no line per request"},
+			inputShapeFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			cfg := runtime.DefaultConfig()
@@ -57,6 +58,9 @@ func runCommand() *cli.Command {
 				if opts.EdgeSlowdown == 0 {
 					return fmt.Errorf("--edge-slowdown 0: want a factor from 1 (off) to %d", runtime.MaxEdgeSlowdown)
 				}
+			}
+			if c.IsSet("input-shape") {
+				opts.InputShapes = c.StringSlice("input-shape")
 			}
 			if c.IsSet("cut") {
 				k := c.Int("cut")

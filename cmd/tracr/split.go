@@ -10,6 +10,7 @@ import (
 
 	"tracr/engine"
 	"tracr/graph"
+	"tracr/tensor"
 )
 
 func splitCommand() *cli.Command {
@@ -21,10 +22,15 @@ func splitCommand() *cli.Command {
 			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "zoo name (see tracr models) or ONNX file", Required: true},
 			&cli.IntFlag{Name: "cut", Aliases: []string{"k"}, Usage: "cut ID (see tracr cuts)", Required: true},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output folder (created if missing)", Required: true},
-			&cli.BoolFlag{Name: "verify", Usage: "run the full model and head->tail on a seeded random input and compare"},
+			&cli.BoolFlag{Name: "verify", Usage: "run the full model and head->tail on a seeded random input and compare (a model with dynamic inputs at two sizes)"},
+			inputShapeFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			m, inputs, err := openModel(c.Context, c.String("model"))
+			shapes, err := inputShapes(c)
+			if err != nil {
+				return err
+			}
+			m, inputs, err := openModel(c.Context, c.String("model"), shapes)
 			if err != nil {
 				return err
 			}
@@ -40,14 +46,24 @@ func splitCommand() *cli.Command {
 			fmt.Fprintf(w, "cut %d: %d of %d nodes on the edge; crossing %d tensors, %s bytes\n",
 				cut.ID, len(s.Edge), len(m.Nodes()), len(s.Crossing), bytesText(cut.Bytes))
 			if c.Bool("verify") {
-				v, err := engine.Verify(c.Context, m, s, inputs)
+				sets := [][]tensor.Tensor{inputs}
+				alt, err := engine.AltInputs(m, 1, shapes)
 				if err != nil {
 					return fmt.Errorf("verify cut %d: %w", cut.ID, err)
 				}
-				fmt.Fprintf(w, "verify: head->tail vs full model, max abs diff %g (graph optimisations off, 1 thread)\n", v.MaxAbsDiff)
-				fmt.Fprintf(w, "verify: with ONNX Runtime graph optimisations on, max abs diff %g\n", v.OptimizedMaxAbsDiff)
-				if !v.Exact {
-					return fmt.Errorf("verify cut %d: head->tail is not bit-identical to the full model (max abs diff %g); nothing written", cut.ID, v.MaxAbsDiff)
+				if alt != nil {
+					sets = append(sets, alt)
+				}
+				for _, in := range sets {
+					v, err := engine.Verify(c.Context, m, s, in)
+					if err != nil {
+						return fmt.Errorf("verify cut %d at %s: %w", cut.ID, engine.ShapesOf(in), err)
+					}
+					fmt.Fprintf(w, "verify at %s: head->tail vs full model, max abs diff %g (graph optimisations off, 1 thread)\n", engine.ShapesOf(in), v.MaxAbsDiff)
+					fmt.Fprintf(w, "verify at %s: with ONNX Runtime graph optimisations on, max abs diff %g\n", engine.ShapesOf(in), v.OptimizedMaxAbsDiff)
+					if !v.Exact {
+						return fmt.Errorf("verify cut %d at %s: head->tail is not bit-identical to the full model (max abs diff %g); nothing written", cut.ID, engine.ShapesOf(in), v.MaxAbsDiff)
+					}
 				}
 			}
 			if err := writeHalves(c.String("out"), s); err != nil {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"tracr/graph"
 	"tracr/internal/orttest"
 )
 
@@ -78,6 +80,33 @@ func TestSplitCommand(t *testing.T) {
 	for _, f := range []string{"head.onnx", "tail.onnx"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestSplitVerifyTwoSizes: a model with a dynamic input is verified at the
+// size given and at a second one, and the halves written run at a third.
+func TestSplitVerifyTwoSizes(t *testing.T) {
+	requireORT(t)
+	model := sharedModel(t, "../../../shared/models/mobilenetv2-12-int8.onnx")
+	dir := filepath.Join(t.TempDir(), "out")
+	status, out, errs := tracr("split", "--model", model, "--cut", "30", "-o", dir, "--verify", "--input-shape", "input=3x3x224x224")
+	if status != 0 {
+		t.Fatalf("status %d: %s", status, errs)
+	}
+	for _, want := range []string{"verify at input=3x3x224x224: head->tail vs full model, max abs diff 0 (graph optimisations off",
+		"verify at input=1x3x224x224: head->tail vs full model, max abs diff 0 (graph optimisations off"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, out)
+		}
+	}
+	tail, err := graph.Load(filepath.Join(dir, "tail.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range tail.Inputs() {
+		if ti, _ := tail.Tensor(in); len(ti.Shape) > 0 && ti.Shape[0] >= 0 {
+			t.Errorf("tail input %s is %s: the batch dimension was written fixed", in, ti.Shape)
 		}
 	}
 }
