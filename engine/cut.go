@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -97,7 +98,7 @@ func InferTypes(ctx context.Context, m *graph.Model, inputs, alt []tensor.Tensor
 	defer s.Close()
 	first, err := s.Run(ctx, inputs)
 	if err != nil {
-		return fmt.Errorf("probe run: %w", err)
+		return fmt.Errorf("probe run: %w", runError{err})
 	}
 	var second []tensor.Tensor
 	var secondErr error
@@ -132,6 +133,13 @@ func InferTypes(ctx context.Context, m *graph.Model, inputs, alt []tensor.Tensor
 	}
 	return nil
 }
+
+// runError marks the model failing to run on the probe's inputs, as
+// opposed to failing to load: only then can a size be the cause.
+type runError struct{ err error }
+
+func (e runError) Error() string { return e.err.Error() }
+func (e runError) Unwrap() error { return e.err }
 
 // variesBeyondBatch reports whether alt changes a dimension of inputs other
 // than a leading batch dimension (of an input of rank 2 or more).
@@ -266,7 +274,8 @@ func Prepare(ctx context.Context, m *graph.Model, seed uint64, shapes InputShape
 		}
 	}
 	if err := InferTypes(ctx, m, inputs, alt); err != nil {
-		if second == nil || ctx.Err() != nil {
+		var re runError
+		if second == nil || ctx.Err() != nil || !errors.As(err, &re) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w; probed at %s: give the size the model is used at with --input-shape %s (repeatable; input_shape in a TOML)",
