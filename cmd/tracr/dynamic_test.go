@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/csv"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -88,19 +87,7 @@ func TestRunDynamicSize(t *testing.T) {
 	path := writeConfig(t, dir, fmt.Sprintf("model = %q\ntask = \"classify\"\nlabels = \"none\"\nimg_size = 96\n[dataset]\npath = %q\n[edge]\nthreads = 1\n[output]\ndir = \"out\"\n", model, samples))
 	results := map[string][]string{}
 	for _, cut := range []string{"4", "11"} {
-		status, out, errs := tracr("run", "--config", path, "--cut", cut, "--repeats", "1", "-q")
-		if status != 0 {
-			t.Fatalf("--cut %s: status %d, stderr %q, stdout %s", cut, status, errs, out)
-		}
-		f, err := os.Open(filepath.Join(dir, "out", "run.csv"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows, err := csv.NewReader(f).ReadAll()
-		f.Close()
-		if err != nil || len(rows) < 2 {
-			t.Fatalf("--cut %s: %d CSV rows (%v)", cut, len(rows), err)
-		}
+		rows := runForcedCut(t, path, filepath.Join(dir, "out", "run.csv"), cut, "--repeats", "1")
 		col, cutCol := slices.Index(rows[0], "result"), slices.Index(rows[0], "cut")
 		for _, r := range rows[1:] {
 			if r[cutCol] != cut {

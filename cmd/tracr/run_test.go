@@ -161,18 +161,9 @@ dir = "out"
 `, model, samples))
 	results := map[string][]string{}
 	for _, cut := range []string{"25", "73"} {
-		status, out, errs := tracr("run", "--config", path, "--cut", cut, "-q")
-		if status != 0 {
-			t.Fatalf("--cut %s: status %d, stderr %q, stdout %s", cut, status, errs, out)
-		}
-		f, err := os.Open(filepath.Join(dir, "out", "run.csv"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows, err := csv.NewReader(f).ReadAll()
-		f.Close()
-		if err != nil || len(rows) != 5 {
-			t.Fatalf("--cut %s: %d CSV rows (%v), want a header and 4", cut, len(rows), err)
+		rows := runForcedCut(t, path, filepath.Join(dir, "out", "run.csv"), cut)
+		if len(rows) != 5 {
+			t.Fatalf("--cut %s: %d CSV rows, want a header and 4", cut, len(rows))
 		}
 		col := slices.Index(rows[0], "result")
 		for _, r := range rows[1:] {
@@ -186,4 +177,24 @@ dir = "out"
 	if !slices.ContainsFunc(results["25"], func(s string) bool { return strings.HasPrefix(s, "coffee.png: espresso") }) {
 		t.Errorf("coffee.png is not an espresso: %v", results["25"])
 	}
+}
+
+// runForcedCut runs the configuration at path with the cut forced, quietly,
+// and returns the rows of the records it wrote to csvPath, header first.
+func runForcedCut(t *testing.T, path, csvPath, cut string, args ...string) [][]string {
+	t.Helper()
+	status, out, errs := tracr(append([]string{"run", "--config", path, "--cut", cut, "-q"}, args...)...)
+	if status != 0 {
+		t.Fatalf("--cut %s: status %d, stderr %q, stdout %s", cut, status, errs, out)
+	}
+	f, err := os.Open(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil || len(rows) < 2 {
+		t.Fatalf("--cut %s: %d CSV rows (%v)", cut, len(rows), err)
+	}
+	return rows
 }
