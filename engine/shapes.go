@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,11 +66,7 @@ func ParseInputShapes(specs []string) (InputShapes, error) {
 // String formats the shapes as NAME=1x3x640x640 entries in name order,
 // comma-separated: what a cache key or a report holds.
 func (s InputShapes) String() string {
-	names := make([]string, 0, len(s))
-	for n := range s {
-		names = append(names, n)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(s))
 	parts := make([]string, len(names))
 	for i, n := range names {
 		parts[i] = n + "=" + dimsString(s[n])
@@ -89,12 +86,7 @@ func dimsString(s tensor.Shape) string {
 // no input (the inputs are listed), another rank, or a size where the
 // model fixes a dimension.
 func (s InputShapes) Check(m *graph.Model) error {
-	names := make([]string, 0, len(s))
-	for n := range s {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(s)) {
 		given := s[name]
 		if !slices.Contains(m.Inputs(), name) {
 			return fmt.Errorf("input shape %s=%s: the model has no input %q; its inputs: %s", name, dimsString(given), name, describeInputs(m))

@@ -12,6 +12,7 @@ import (
 
 	"tracr/engine"
 	"tracr/graph/onnxpb"
+	"tracr/tensor"
 	"tracr/zoo"
 )
 
@@ -19,15 +20,8 @@ import (
 // runtime has: X[1,4] -> NoSuchOp -> Y.
 func unknownOpModel(t *testing.T) []byte {
 	t.Helper()
-	vi := func(name string) *onnxpb.ValueInfoProto {
-		return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
-			TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(1), Shape: &onnxpb.TensorShapeProto{Dim: []*onnxpb.TensorShapeProto_Dimension{
-				{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 1}},
-				{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 4}},
-			}}}}}}
-	}
 	m := &onnxpb.ModelProto{IrVersion: proto.Int64(8), OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}},
-		Graph: &onnxpb.GraphProto{Name: proto.String("bad"), Input: []*onnxpb.ValueInfoProto{vi("X")}, Output: []*onnxpb.ValueInfoProto{vi("Y")},
+		Graph: &onnxpb.GraphProto{Name: proto.String("bad"), Input: []*onnxpb.ValueInfoProto{floatInfo("X", 1, 4)}, Output: []*onnxpb.ValueInfoProto{floatInfo("Y", 1, 4)},
 			Node: []*onnxpb.NodeProto{{Name: proto.String("n0"), OpType: proto.String("NoSuchOp"), Input: []string{"X"}, Output: []string{"Y"}}}}}
 	data, err := proto.Marshal(m)
 	if err != nil {
@@ -170,4 +164,19 @@ func TestRunUnwritableOutput(t *testing.T) {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// floatInfo declares a float32 tensor; a negative dimension is a symbolic
+// one.
+func floatInfo(name string, dims ...int64) *onnxpb.ValueInfoProto {
+	sp := &onnxpb.TensorShapeProto{}
+	for _, d := range dims {
+		dim := &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: d}}
+		if d < 0 {
+			dim.Value = &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: "N"}
+		}
+		sp.Dim = append(sp.Dim, dim)
+	}
+	return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+		TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(tensor.Float32)), Shape: sp}}}}
 }

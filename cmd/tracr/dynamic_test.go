@@ -19,22 +19,8 @@ import (
 // were written fixed, so a split of it ran at no real size.
 func dynamicClassifier(t *testing.T) []byte {
 	t.Helper()
-	dim := func(v int64) *onnxpb.TensorShapeProto_Dimension {
-		if v < 0 {
-			return &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: "side"}}
-		}
-		return &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: v}}
-	}
-	vi := func(name string, dims ...int64) *onnxpb.ValueInfoProto {
-		sp := &onnxpb.TensorShapeProto{}
-		for _, d := range dims {
-			sp.Dim = append(sp.Dim, dim(d))
-		}
-		return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
-			TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(tensor.Float32)), Shape: sp}}}}
-	}
-	g := &onnxpb.GraphProto{Name: proto.String("dynamic-classifier"), Input: []*onnxpb.ValueInfoProto{vi("image", 1, 3, -1, -1)},
-		Output: []*onnxpb.ValueInfoProto{vi("scores", 1, 10)}}
+	g := &onnxpb.GraphProto{Name: proto.String("dynamic-classifier"), Input: []*onnxpb.ValueInfoProto{floatInfo("image", 1, 3, -1, -1)},
+		Output: []*onnxpb.ValueInfoProto{floatInfo("scores", 1, 10)}}
 	weight := func(name string, dims ...int64) string {
 		v := make([]float32, tensor.Shape(dims).NumElements())
 		for i := range v {
